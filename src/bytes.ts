@@ -1,0 +1,23 @@
+/** Small helpers over bodies and byte arrays, shared by drivers and the store. */
+import type { Body } from './driver.js';
+
+/** Reads a whole body into one Buffer. Only for bodies known to be small or in-memory drivers. */
+export async function collectBody(body: Body): Promise<Buffer> {
+  if (body instanceof Uint8Array) return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  const chunks: Buffer[] = [];
+  for await (const chunk of body) chunks.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+}
+
+/** Yields a body's chunks whether it is bytes or a stream. */
+export async function* iterateBody(body: Body): AsyncGenerator<Uint8Array> {
+  if (body instanceof Uint8Array) {
+    yield body;
+    return;
+  }
+  yield* body;
+}
+
+export function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}

@@ -1,0 +1,159 @@
+/**
+ * The driver contract: a dumb, fast byte mover under validated keys.
+ *
+ * Drivers know nothing of digests, repositories or GC. They store opaque objects under
+ * `/`-separated keys, stage multipart writes whose handles are plain JSON (so any
+ * process can finish them), and declare what they can do in `capabilities`.
+ *
+ * Every driver is used through `guardDriver()` (see ./driver-guard.ts), which
+ * validates keys, ranges and part numbers, checks AbortSignals, enforces declared
+ * sizes and tags errors with the driver name, so no driver repeats that work.
+ * The executable form of this contract is `blobcore/conformance`.
+ */
+import type { Readable } from 'node:stream';
+
+/** A body to write: bytes in memory, or a stream of chunks (a Node Readable is one). */
+export type Body = Uint8Array | AsyncIterable<Uint8Array>;
+
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+export interface SignalOptions {
+  signal?: AbortSignal | undefined;
+}
+
+export interface ObjectStat {
+  size: number;
+  /** Opaque version tag; changes whenever the object is rewritten. Used for `ifMatch`. */
+  etag: string;
+  modified: Date;
+}
+
+export interface ReadOptions extends SignalOptions {
+  /** First byte to read. `offset === size` gives an empty stream; past the end is RANGE_INVALID. */
+  offset?: number | undefined;
+  /** Bytes to read at most; clipped to the object's end. */
+  length?: number | undefined;
+}
+
+export interface WriteOptions extends SignalOptions {
+  /** Exact body length when known. A body of another length fails with SIZE_INVALID and writes nothing. */
+  size?: number | undefined;
+  /** Create-only: PRECONDITION_FAILED if the key exists (enforced when `capabilities.conditionalWrite`). */
+  ifNoneMatch?: '*' | undefined;
+  /** Replace only this version: PRECONDITION_FAILED if the current etag differs or the key is missing. */
+  ifMatch?: string | undefined;
+}
+
+export interface WriteResult {
+  etag: string;
+  size: number;
+}
+
+export interface ListOptions extends SignalOptions {
+  /** Return only keys strictly greater than this one (the previous page's `cursor`). */
+  startAfter?: string | undefined;
+  /** Page size; drivers may return fewer. Default and maximum 1000. */
+  limit?: number | undefined;
+}
+
+export interface ListPage {
+  /** Keys starting with the prefix, in ascending byte order. */
+  keys: string[];
+  /** Present when more keys may follow: pass it as `startAfter`. */
+  cursor?: string;
+}
+
+/**
+ * A multipart write in progress. Plain JSON: the store persists it in an upload's state
+ * record and another process hands it back to finish the write. `key` is the target.
+ */
+export interface MultipartHandle {
+  readonly key: string;
+  readonly [field: string]: Json;
+}
+
+/** Receipt for one staged part; `completeMultipart` takes them in order. */
+export interface PartRef {
+  readonly partNumber: number;
+  readonly size: number;
+  readonly etag: string;
+}
+
+export interface DriverLimits {
+  /** Every part but the last must be at least this large. */
+  minPartSize: number;
+  maxPartSize: number;
+  /** Part numbers run from 1 to maxParts. */
+  maxParts: number;
+}
+
+export interface DriverCapabilities {
+  /** `ifNoneMatch`/`ifMatch` are enforced atomically. When false they are best-effort checks. */
+  conditionalWrite: boolean;
+  signedUrl: boolean;
+  copy: boolean;
+  /** Cheap second name for an object's bytes (hard link); `to` must not exist. */
+  link: boolean;
+  usage: boolean;
+}
+
+export interface SignedUrlOptions extends SignalOptions {
+  /** Seconds until the URL stops working. */
+  expiresIn: number;
+  method?: 'GET' | undefined;
+}
+
+export interface StorageUsage {
+  /** Bytes the backend can hold in all; `Infinity` when unbounded. */
+  capacity: number;
+  /** Bytes still free for this process. */
+  free: number;
+}
+
+export interface Driver {
+  readonly name: string;
+  readonly capabilities: DriverCapabilities;
+  readonly limits: DriverLimits;
+
+  stat(key: string, options?: SignalOptions): Promise<ObjectStat | null>;
+  /** NOT_FOUND and RANGE_INVALID reject the promise; later failures error the stream. */
+  read(key: string, options?: ReadOptions): Promise<Readable>;
+  /** Atomic: readers see the old object or the whole new one, never a part. */
+  write(key: string, body: Body, options?: WriteOptions): Promise<WriteResult>;
+  /** Resolves true if something was deleted, false if the key was missing. */
+  delete(key: string, options?: SignalOptions): Promise<boolean>;
+  list(prefix: string, options?: ListOptions): Promise<ListPage>;
+
+  createMultipart(key: string, options?: SignalOptions): Promise<MultipartHandle>;
+  /**
+   * Stages part `partNumber` holding bytes [offset, offset + size) of the final object.
+   * Uploading the same part number again replaces it.
+   */
+  uploadPart(
+    handle: MultipartHandle,
+    partNumber: number,
+    offset: number,
+    body: Body,
+    size: number,
+    options?: SignalOptions,
+  ): Promise<PartRef>;
+  /** Publishes the parts, in the order given, as the handle's key. Contiguous, ascending part numbers. */
+  completeMultipart(
+    handle: MultipartHandle,
+    parts: readonly PartRef[],
+    options?: SignalOptions,
+  ): Promise<WriteResult>;
+  /** Drops staged parts. Aborting an unknown or finished handle is not an error. */
+  abortMultipart(handle: MultipartHandle, options?: SignalOptions): Promise<void>;
+
+  signedUrl?(key: string, options: SignedUrlOptions): Promise<string>;
+  copy?(from: string, to: string, options?: SignalOptions): Promise<WriteResult>;
+  link?(from: string, to: string, options?: SignalOptions): Promise<WriteResult>;
+  usage?(options?: SignalOptions): Promise<StorageUsage>;
+  close?(): Promise<void>;
+}
+
+export const DEFAULT_LIST_LIMIT = 1000;
+
+export { guardBody, guardDriver, isGuarded } from './driver-guard.js';
+export { isValidKey, joinKey, MAX_KEY_BYTES, validateKey, validatePrefix } from './keys.js';
