@@ -1,0 +1,67 @@
+/**
+ * Small JSON records rewritten with compare-and-swap (upload state, later tags).
+ *
+ * `readRecord` returns the content together with the etag of exactly that version:
+ * the driver's read does not report an etag, so it reads between two stats and retries
+ * when they differ. Drivers promise a new etag on every rewrite, so equal etags before
+ * and after mean the bytes belong to that version.
+ */
+import { collectBody } from './bytes.js';
+import type { Driver, SignalOptions } from './driver.js';
+import { blobError, isBlobcoreError } from './errors.js';
+
+export interface VersionedRecord<T> {
+  value: T;
+  etag: string;
+}
+
+const READ_ATTEMPTS = 8;
+
+export async function readRecord<T>(
+  driver: Driver,
+  key: string,
+  options: SignalOptions = {},
+): Promise<VersionedRecord<T> | null> {
+  for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
+    const before = await driver.stat(key, options);
+    if (!before) return null;
+    let bytes: Buffer;
+    try {
+      bytes = await collectBody(await driver.read(key, options));
+    } catch (error) {
+      if (isBlobcoreError(error, 'NOT_FOUND')) return null;
+      throw error;
+    }
+    const after = await driver.stat(key, options);
+    if (!after) return null;
+    if (after.etag !== before.etag) continue;
+    try {
+      return { value: JSON.parse(bytes.toString('utf8')) as T, etag: after.etag };
+    } catch (cause) {
+      throw blobError('BLOB_UPLOAD_INVALID', `record ${key} is not valid JSON`, { cause });
+    }
+  }
+  throw blobError('UNAVAILABLE', `record ${key} kept changing while being read`);
+}
+
+/**
+ * Writes `value` if the record is still at `etag` (or, with etag null, does not exist).
+ * Returns the new etag, or null when another writer got there first.
+ */
+export async function swapRecord(
+  driver: Driver,
+  key: string,
+  value: unknown,
+  etag: string | null,
+  options: SignalOptions = {},
+): Promise<string | null> {
+  const body = Buffer.from(JSON.stringify(value));
+  try {
+    const condition = etag === null ? { ifNoneMatch: '*' as const } : { ifMatch: etag };
+    const result = await driver.write(key, body, { ...condition, signal: options.signal });
+    return result.etag;
+  } catch (error) {
+    if (isBlobcoreError(error, 'PRECONDITION_FAILED')) return null;
+    throw error;
+  }
+}

@@ -1,0 +1,592 @@
+/**
+ * Resumable chunked uploads.
+ *
+ * One JSON state record per upload (`uploads/<id>/state`, see ./layout.ts), rewritten
+ * with compare-and-swap at every step, is the only truth about an upload; any process
+ * sharing the backend can resume it. It holds the offset, the sha256 of the bytes so far
+ * (prefix digest), the exported hash state at that offset, the multipart handle and the
+ * staged parts, and the small tail of bytes not yet big enough to be a part.
+ *
+ * append(body, { offset }):
+ *   1. offset must equal the record's offset (re-read once if not), else RANGE_INVALID
+ *      carrying the current offset; nothing is written.
+ *   2. Bytes that, with the tail, stay below the driver's minPartSize are written to a
+ *      tail object under a fresh random key, then the record is swapped. Of two
+ *      instances racing at one offset, the swap lets exactly one win; the loser deletes
+ *      its tail object.
+ *   3. Otherwise the instance first swaps a *claim* into the record (owner, expiry),
+ *      because a part is written in place (fs) or by part number (S3, Azure) and two
+ *      writers must never stage the same part. It then uploads tail + new bytes as the
+ *      next part, hashing as they stream, and swaps in the new offset, prefix digest and
+ *      hash state, releasing the claim. A claim left by a crashed process expires after
+ *      `uploadLeaseMs`.
+ *   Bodies of unknown length are cut into `partSize` pieces in memory (bounded).
+ *   On any failure the live hasher is dropped and rebuilt from the record, so it never
+ *   counts bytes the record does not.
+ *
+ * commit({ digest, size }):
+ *   compares against the prefix digest (no bytes are re-read, no hash state needed),
+ *   assembles the parts at the upload's data key (completeMultipart: no copy), and
+ *   publishes the blob index create-only (./blob-index.ts). An existing digest is a
+ *   dedup: the staged bytes are dropped. A wrong digest with a known prefix digest
+ *   leaves the upload as it was (resumable). When the hash state was lost (or the driver
+ *   cannot enforce conditional writes), the assembled bytes are re-read and hashed
+ *   before publishing — the last resort, counted in `store.counters.rehashedBytes`; a
+ *   mismatch found that way fails the upload cleanly (it is removed).
+ *
+ * cancel(): deletes the record first (so every other instance's next swap fails with
+ *   BLOB_UPLOAD_UNKNOWN), then the staged parts and tail objects.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { publishIndex, readIndex } from './blob-index.js';
+import { type DigestAlgorithm, formatDigest, parseDigest } from './digest.js';
+import type { Body, Driver, MultipartHandle, PartRef, SignalOptions } from './driver.js';
+import { blobError, throwIfAborted } from './errors.js';
+import { createResumableSha256, type ResumableSha256 } from './hash/index.js';
+import { isUploadId, newDataKey, newUploadId, tailKey, uploadPrefix, uploadStateKey } from './layout.js';
+import { readRecord, swapRecord } from './records.js';
+import { ByteReader } from './stream/byte-reader.js';
+import { HashTap, sliceBytes } from './stream/hashing.js';
+
+export interface StoreCounters {
+  /** Bytes read back from the backend to rebuild a digest the hash state could not give. */
+  rehashedBytes: number;
+}
+
+export interface UploadOptions {
+  uploadLeaseMs: number;
+  partSize: number;
+  verifyCommit: 'auto' | 'always';
+}
+
+interface TailRef {
+  key: string;
+  offset: number;
+  size: number;
+}
+
+/** A run of new bytes headed for a tail object or a part. */
+interface Piece {
+  size: number;
+  bytes: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+  tail: boolean;
+}
+
+interface Claim {
+  owner: string;
+  expires: number;
+}
+
+/** The persisted upload state record. */
+export interface UploadRecord {
+  v: 1;
+  id: string;
+  created: string;
+  updated: string;
+  offset: number;
+  /** sha256 of bytes [0, offset); null once unknown (hash state lost). */
+  prefixDigest: string | null;
+  /** Canonical hash state at `offset` (base64); null or absent when unavailable. */
+  hashState?: string | null;
+  dataKey: string;
+  multipart: MultipartHandle | null;
+  parts: PartRef[];
+  tail: TailRef[];
+  claim: Claim | null;
+}
+
+export interface UploadStatus {
+  id: string;
+  /** Bytes accepted so far; the next append must start here. */
+  offset: number;
+  created: Date;
+  updated: Date;
+  /**
+   * 'live': this instance holds the hasher; 'persisted': the record holds a hash state
+   * any instance can continue from; 'missing': it was lost, so commit re-reads the bytes.
+   */
+  hashState: 'live' | 'persisted' | 'missing';
+  /** True when commit will (or did) re-read stored bytes to compute the digest. */
+  rehash: boolean;
+  parts: number;
+}
+
+export interface AppendOptions extends SignalOptions {
+  /** Where this chunk starts; must equal the upload's current offset. */
+  offset: number;
+  /** The chunk's length when known (required by nothing, but lets parts stream without buffering). */
+  size?: number | undefined;
+}
+
+export interface CommitOptions extends SignalOptions {
+  digest: string;
+  size?: number | undefined;
+}
+
+export interface CommitResult {
+  digest: string;
+  size: number;
+  deduplicated: boolean;
+  /** Bytes re-read to verify this commit (0 on the normal path). */
+  rehashedBytes: number;
+}
+
+function now(): string {
+  return new Date().toISOString();
+}
+
+function tailSize(record: UploadRecord): number {
+  return record.tail.reduce((sum, tail) => sum + tail.size, 0);
+}
+
+function rangeInvalid(record: UploadRecord, why: string, busy = false): Error {
+  return blobError('RANGE_INVALID', `${why}; upload ${record.id} is at offset ${record.offset}`, {
+    detail: { offset: record.offset, ...(busy ? { busy: true } : {}) },
+  });
+}
+
+function unknownUpload(id: string): Error {
+  return blobError(
+    'BLOB_UPLOAD_UNKNOWN',
+    `upload ${id} does not exist (finished, cancelled or never started)`,
+  );
+}
+
+export class UploadManager {
+  constructor(
+    private readonly driver: Driver,
+    private readonly options: UploadOptions,
+    private readonly counters: StoreCounters,
+  ) {}
+
+  async start(options: SignalOptions = {}): Promise<Upload> {
+    throwIfAborted(options.signal);
+    const hasher = await createResumableSha256();
+    const id = newUploadId();
+    const record: UploadRecord = {
+      v: 1,
+      id,
+      created: now(),
+      updated: now(),
+      offset: 0,
+      prefixDigest: hasher.digest(),
+      hashState: Buffer.from(hasher.exportState()).toString('base64'),
+      dataKey: newDataKey(),
+      multipart: null,
+      parts: [],
+      tail: [],
+      claim: null,
+    };
+    const etag = await swapRecord(this.driver, uploadStateKey(id), record, null, options);
+    if (etag === null) throw blobError('BLOB_UPLOAD_INVALID', `upload id collision: ${id}`);
+    return new Upload(this.driver, this.options, this.counters, record, etag, hasher);
+  }
+
+  /** Continues an upload started by any instance on this backend. */
+  async resume(id: string, options: SignalOptions = {}): Promise<Upload> {
+    throwIfAborted(options.signal);
+    if (!isUploadId(id)) throw unknownUpload(String(id).slice(0, 80));
+    const found = await readRecord<UploadRecord>(this.driver, uploadStateKey(id), options);
+    if (found?.value.v !== 1 || found.value.id !== id) throw unknownUpload(id);
+    return new Upload(this.driver, this.options, this.counters, found.value, found.etag, null);
+  }
+}
+
+export class Upload {
+  readonly id: string;
+  /** Identifies this instance in claims; two Upload objects never share one. */
+  private readonly owner = randomBytes(8).toString('hex');
+  private hasher: ResumableSha256 | null;
+  private finished = false;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly driver: Driver,
+    private readonly options: UploadOptions,
+    private readonly counters: StoreCounters,
+    private record: UploadRecord,
+    private etag: string,
+    hasher: ResumableSha256 | null,
+  ) {
+    this.id = record.id;
+    this.hasher = hasher;
+  }
+
+  /** Runs operations of this instance one at a time, in call order. */
+  private serialize<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(work, work);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  private ensureOpen(): void {
+    if (this.finished) throw unknownUpload(this.id);
+  }
+
+  /** Re-reads the record unless our copy is still current. */
+  private async refresh(options: SignalOptions): Promise<void> {
+    const stat = await this.driver.stat(uploadStateKey(this.id), options);
+    if (stat?.etag === this.etag) return;
+    const found = stat ? await readRecord<UploadRecord>(this.driver, uploadStateKey(this.id), options) : null;
+    if (!found) {
+      this.finished = true;
+      throw unknownUpload(this.id);
+    }
+    this.record = found.value;
+    this.etag = found.etag;
+    if (this.hasher && this.hasher.bytesHashed !== this.record.offset) this.hasher = null;
+  }
+
+  private claimedByOther(record: UploadRecord): boolean {
+    return record.claim !== null && record.claim.owner !== this.owner && record.claim.expires > Date.now();
+  }
+
+  /** Swaps in `next`; on a lost race re-reads and reports the upload's real offset. */
+  private async swap(next: UploadRecord, signal: AbortSignal | undefined): Promise<void> {
+    next.updated = now();
+    const etag = await swapRecord(this.driver, uploadStateKey(this.id), next, this.etag, { signal });
+    if (etag === null) {
+      this.hasher = null;
+      await this.refresh({ signal });
+      throw rangeInvalid(this.record, 'another writer changed the upload');
+    }
+    this.record = next;
+    this.etag = etag;
+  }
+
+  /** The hasher positioned at the record's offset, or null when the hash state is lost. */
+  private async liveHasher(): Promise<ResumableSha256 | null> {
+    if (this.hasher && this.hasher.bytesHashed === this.record.offset) return this.hasher;
+    this.hasher = null;
+    const state = this.record.hashState;
+    if (typeof state !== 'string') return null;
+    try {
+      const hasher = await createResumableSha256(Buffer.from(state, 'base64'));
+      if (hasher.bytesHashed !== this.record.offset) return null;
+      this.hasher = hasher;
+      return hasher;
+    } catch {
+      return null; // a corrupt state is treated as lost: commit re-hashes
+    }
+  }
+
+  private withHash(next: UploadRecord, hasher: ResumableSha256 | null): UploadRecord {
+    if (hasher) {
+      next.prefixDigest = hasher.digest();
+      next.hashState = Buffer.from(hasher.exportState()).toString('base64');
+    } else {
+      next.prefixDigest = null;
+      next.hashState = null;
+    }
+    return next;
+  }
+
+  private statusOf(): UploadStatus {
+    const persisted = typeof this.record.hashState === 'string';
+    const live = this.hasher !== null && this.hasher.bytesHashed === this.record.offset;
+    return {
+      id: this.id,
+      offset: this.record.offset,
+      created: new Date(this.record.created),
+      updated: new Date(this.record.updated),
+      hashState: live ? 'live' : persisted ? 'persisted' : 'missing',
+      rehash: !live && !persisted && this.record.prefixDigest === null,
+      parts: this.record.parts.length,
+    };
+  }
+
+  async status(options: SignalOptions = {}): Promise<UploadStatus> {
+    return this.serialize(async () => {
+      this.ensureOpen();
+      await this.refresh(options);
+      return this.statusOf();
+    });
+  }
+
+  async append(body: Body, options: AppendOptions): Promise<UploadStatus> {
+    return this.serialize(() => this.appendNow(body, options));
+  }
+
+  private async appendNow(body: Body, options: AppendOptions): Promise<UploadStatus> {
+    const { signal } = options;
+    throwIfAborted(signal);
+    this.ensureOpen();
+    if (!Number.isSafeInteger(options.offset) || options.offset < 0) {
+      throw rangeInvalid(this.record, `offset must be a non-negative integer, got ${options.offset}`);
+    }
+    if (options.size !== undefined && !(Number.isSafeInteger(options.size) && options.size >= 0)) {
+      throw blobError('SIZE_INVALID', `size must be a non-negative integer, got ${options.size}`);
+    }
+    if (body instanceof Uint8Array && options.size !== undefined && options.size !== body.byteLength) {
+      throw blobError('SIZE_INVALID', `chunk has ${body.byteLength} bytes, declared ${options.size}`);
+    }
+    if (options.offset !== this.record.offset) await this.refresh({ signal });
+    if (options.offset !== this.record.offset)
+      throw rangeInvalid(this.record, `chunk starts at ${options.offset}`);
+    if (this.claimedByOther(this.record)) {
+      await this.refresh({ signal });
+      if (this.claimedByOther(this.record))
+        throw rangeInvalid(this.record, 'another writer is appending', true);
+    }
+
+    const known = body instanceof Uint8Array ? body.byteLength : options.size;
+    const reader = new ByteReader(body instanceof Uint8Array ? sliceBytes(body) : body);
+    const hasher = await this.liveHasher();
+    const written: string[] = []; // tail keys written but not yet in a swapped record
+    try {
+      const { minPartSize, maxPartSize } = this.driver.limits;
+      let remaining = known;
+      let last = false;
+      while (!last) {
+        throwIfAborted(signal);
+        const pending = tailSize(this.record); // always below minPartSize
+        let piece: Piece;
+        if (remaining === undefined) {
+          // Unknown length: buffer up to one part, so the part's size is known.
+          const room = Math.min(Math.max(this.options.partSize, minPartSize), maxPartSize) - pending;
+          const buffered = await reader.readUpTo(room);
+          last = await reader.ended();
+          piece = {
+            size: buffered.length,
+            bytes: sliceBytes(buffered),
+            tail: pending + buffered.length < minPartSize,
+          };
+        } else {
+          const tail = pending + remaining < minPartSize;
+          const size = tail ? remaining : Math.min(remaining, maxPartSize - pending);
+          piece = { size, bytes: reader.take(size), tail };
+          remaining -= size;
+          last = remaining === 0;
+        }
+        if (piece.size === 0) break;
+        // A body longer than its declared size must fail before the last swap.
+        const check = last && known !== undefined ? () => this.checkEnded(reader) : undefined;
+        if (piece.tail) await this.appendTail(piece, hasher, written, check, signal);
+        else await this.appendPart(piece, hasher, last, check, signal);
+      }
+      if (this.record.claim?.owner === this.owner) await this.swap({ ...this.record, claim: null }, signal);
+      return this.statusOf();
+    } catch (error) {
+      this.hasher = null; // may have absorbed bytes the record does not hold
+      await reader.close().catch(() => undefined);
+      for (const key of written) await this.driver.delete(key).catch(() => false);
+      await this.releaseClaim();
+      throw error;
+    }
+  }
+
+  private async checkEnded(reader: ByteReader): Promise<void> {
+    if (!(await reader.ended())) throw blobError('SIZE_INVALID', 'chunk is longer than its declared size');
+  }
+
+  /** Writes bytes that stay below minPartSize to a fresh tail object, then swaps the record. */
+  private async appendTail(
+    piece: Piece,
+    hasher: ResumableSha256 | null,
+    written: string[],
+    check: (() => Promise<void>) | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const key = tailKey(this.id, this.record.offset);
+    written.push(key);
+    const tap = new HashTap(hasher ? [hasher] : []);
+    await this.driver.write(key, tap.wrap(piece.bytes), { size: piece.size, signal });
+    tap.finish();
+    await check?.();
+    const next: UploadRecord = {
+      ...this.record,
+      offset: this.record.offset + piece.size,
+      tail: [...this.record.tail, { key, offset: this.record.offset, size: piece.size }],
+    };
+    await this.swap(this.withHash(next, hasher), signal);
+    written.splice(written.indexOf(key), 1);
+  }
+
+  /** Claims the upload so no other instance stages a part or commits at the same time. */
+  private async claim(withMultipart: boolean, signal: AbortSignal | undefined): Promise<void> {
+    const next: UploadRecord = {
+      ...this.record,
+      claim: { owner: this.owner, expires: Date.now() + this.options.uploadLeaseMs },
+    };
+    const created = withMultipart && !next.multipart;
+    if (created) next.multipart = await this.driver.createMultipart(next.dataKey, { signal });
+    try {
+      await this.swap(next, signal);
+    } catch (error) {
+      if (created && next.multipart) await this.driver.abortMultipart(next.multipart).catch(() => {});
+      throw error;
+    }
+  }
+
+  private async releaseClaim(): Promise<void> {
+    if (this.record.claim?.owner !== this.owner) return;
+    await this.swap({ ...this.record, claim: null }, undefined).catch(() => undefined);
+  }
+
+  /** Uploads tail + new bytes as the next part and swaps the record (keeping the claim unless `last`). */
+  private async appendPart(
+    piece: Piece,
+    hasher: ResumableSha256 | null,
+    last: boolean,
+    check: (() => Promise<void>) | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    if (this.record.claim?.owner !== this.owner) await this.claim(true, signal);
+    const record = this.record;
+    const multipart = record.multipart as MultipartHandle;
+    const pending = tailSize(record);
+    const tap = new HashTap(hasher ? [hasher] : []);
+    const driver = this.driver;
+    async function* partBody(): AsyncGenerator<Uint8Array> {
+      for (const tail of record.tail) yield* await driver.read(tail.key, { signal });
+      yield* tap.wrap(piece.bytes);
+    }
+    const partNumber = record.parts.length + 1;
+    const size = pending + piece.size;
+    const ref = await driver.uploadPart(multipart, partNumber, record.offset - pending, partBody(), size, {
+      signal,
+    });
+    tap.finish();
+    await check?.();
+    const next: UploadRecord = {
+      ...record,
+      offset: record.offset + piece.size,
+      parts: [...record.parts, { partNumber: ref.partNumber, size: ref.size, etag: ref.etag }],
+      tail: [],
+      claim: last ? null : { owner: this.owner, expires: Date.now() + this.options.uploadLeaseMs },
+    };
+    await this.swap(this.withHash(next, hasher), signal);
+    for (const tail of record.tail) await this.driver.delete(tail.key).catch(() => false);
+  }
+
+  async commit(options: CommitOptions): Promise<CommitResult> {
+    return this.serialize(() => this.commitNow(options));
+  }
+
+  private async commitNow(options: CommitOptions): Promise<CommitResult> {
+    const { signal } = options;
+    throwIfAborted(signal);
+    this.ensureOpen();
+    const digest = parseDigest(options.digest);
+    if (options.size !== undefined && !(Number.isSafeInteger(options.size) && options.size >= 0)) {
+      throw blobError('SIZE_INVALID', `size must be a non-negative integer, got ${options.size}`);
+    }
+    await this.refresh({ signal });
+    if (this.claimedByOther(this.record))
+      throw rangeInvalid(this.record, 'another writer is appending', true);
+    const size = this.record.offset;
+    if (options.size !== undefined && options.size !== size) {
+      throw blobError('SIZE_INVALID', `upload holds ${size} bytes, commit says ${options.size}`);
+    }
+    const known = digest.algorithm === 'sha256' ? this.record.prefixDigest : null;
+    if (known !== null && known !== digest.value) {
+      throw blobError('DIGEST_INVALID', `upload hashes to ${known}, commit says ${digest.value}`);
+    }
+    const verify =
+      known === null || this.options.verifyCommit === 'always' || !this.driver.capabilities.conditionalWrite;
+
+    if (!verify && (await readIndex(this.driver, digest.value, { signal }))) {
+      await this.discard();
+      return { digest: digest.value, size, deduplicated: true, rehashedBytes: 0 };
+    }
+
+    await this.claim(false, signal);
+    try {
+      await this.assemble(signal);
+    } catch (error) {
+      await this.releaseClaim();
+      throw error;
+    }
+    let rehashedBytes = 0;
+    if (verify) {
+      const actual = await this.rehash(digest.algorithm, signal);
+      rehashedBytes = size;
+      if (actual !== digest.value) {
+        await this.driver.delete(this.record.dataKey).catch(() => false);
+        await this.discard();
+        throw blobError(
+          'DIGEST_INVALID',
+          `upload hashes to ${actual}, commit says ${digest.value}; upload removed`,
+        );
+      }
+    }
+    const { created, record } = await publishIndex(
+      this.driver,
+      { v: 1, digest: digest.value, size, data: this.record.dataKey, created: now() },
+      { signal },
+    );
+    if (!created) await this.driver.delete(this.record.dataKey).catch(() => false);
+    await this.discard();
+    return { digest: digest.value, size: record.size, deduplicated: !created, rehashedBytes };
+  }
+
+  /** Puts the upload's bytes at its data key: the last part from the tail, then complete. */
+  private async assemble(signal: AbortSignal | undefined): Promise<void> {
+    const record = this.record;
+    const driver = this.driver;
+    async function* tailBytes(): AsyncGenerator<Uint8Array> {
+      for (const tail of record.tail) yield* await driver.read(tail.key, { signal });
+    }
+    const pending = tailSize(record);
+    if (record.parts.length === 0) {
+      await driver.write(record.dataKey, tailBytes(), { size: pending, signal });
+      if (record.multipart) await driver.abortMultipart(record.multipart).catch(() => {});
+      return;
+    }
+    const multipart = record.multipart as MultipartHandle;
+    const parts = [...record.parts];
+    if (pending > 0) {
+      parts.push(
+        await driver.uploadPart(multipart, parts.length + 1, record.offset - pending, tailBytes(), pending, {
+          signal,
+        }),
+      );
+    }
+    try {
+      await driver.completeMultipart(multipart, parts, { signal });
+    } catch (error) {
+      // A commit that crashed after completing leaves the bytes in place: accept those.
+      const existing = await driver.stat(record.dataKey, { signal });
+      if (existing?.size !== record.offset) throw error;
+    }
+  }
+
+  private async rehash(algorithm: DigestAlgorithm, signal: AbortSignal | undefined): Promise<string> {
+    const hash = createHash(algorithm);
+    let bytes = 0;
+    for await (const chunk of await this.driver.read(this.record.dataKey, { signal })) {
+      hash.update(chunk as Buffer);
+      bytes += (chunk as Buffer).length;
+    }
+    this.counters.rehashedBytes += bytes;
+    return formatDigest(algorithm, hash.digest());
+  }
+
+  /** Removes the record first, then staged data. Ends this Upload object. */
+  private async discard(): Promise<void> {
+    this.finished = true;
+    this.hasher = null;
+    await this.driver.delete(uploadStateKey(this.id));
+    if (this.record.multipart) await this.driver.abortMultipart(this.record.multipart).catch(() => {});
+    await deletePrefix(this.driver, uploadPrefix(this.id));
+  }
+
+  async cancel(options: SignalOptions = {}): Promise<void> {
+    return this.serialize(async () => {
+      throwIfAborted(options.signal);
+      this.ensureOpen();
+      await this.refresh(options);
+      await this.discard();
+    });
+  }
+}
+
+/** Deletes every key under a prefix (an upload's tail objects). */
+async function deletePrefix(driver: Driver, prefix: string): Promise<void> {
+  let cursor: string | undefined;
+  do {
+    const page = await driver.list(prefix, { startAfter: cursor });
+    for (const key of page.keys) await driver.delete(key).catch(() => false);
+    cursor = page.cursor;
+  } while (cursor !== undefined);
+}
