@@ -5,12 +5,17 @@
  * which is how tests stand in for a second process (`memory://name` URLs share a
  * process-wide backend by name, plain `memory:` gets a private one). Writes collect the
  * body first and then swap the entry, so readers see the old or the new object only.
+ *
+ * Like a Node Writable, the driver keeps the chunks it is given instead of copying them
+ * (an object is a list of chunks; completing a multipart write joins the lists): do not
+ * modify a buffer after handing it to a write. Copying would make this driver measure
+ * memcpy and page faults rather than the store above it.
  * Conditional writes are checked and applied in one synchronous step, so they are
  * enforced (`capabilities.conditionalWrite = true`).
  */
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { collectBody } from '../../src/bytes.js';
+import { iterateBody, toBuffer } from '../../src/bytes.js';
 import type {
   Body,
   Driver,
@@ -29,15 +34,40 @@ import { DEFAULT_LIST_LIMIT, guardDriver } from '../../src/driver.js';
 import { blobError } from '../../src/errors.js';
 
 interface StoredObject {
-  data: Buffer;
+  chunks: Buffer[];
+  size: number;
   etag: string;
   modified: Date;
 }
 
 interface StagedPart {
-  data: Buffer;
+  chunks: Buffer[];
+  size: number;
   etag: string;
   offset: number;
+}
+
+async function collectChunks(body: Body): Promise<{ chunks: Buffer[]; size: number }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of iterateBody(body)) {
+    if (chunk.byteLength === 0) continue;
+    chunks.push(toBuffer(chunk));
+    size += chunk.byteLength;
+  }
+  return { chunks, size };
+}
+
+/** Yields bytes [offset, end) of a chunk list as views. */
+function* sliceChunks(chunks: Buffer[], offset: number, end: number): Generator<Buffer> {
+  let at = 0;
+  for (const chunk of chunks) {
+    const from = Math.max(offset - at, 0);
+    const to = Math.min(end - at, chunk.length);
+    if (from < to) yield chunk.subarray(from, to);
+    at += chunk.length;
+    if (at >= end) return;
+  }
 }
 
 /** The shared state behind memory drivers. */
@@ -85,7 +115,7 @@ const CAPABILITIES: DriverCapabilities = {
 };
 
 function statOf(object: StoredObject): ObjectStat {
-  return { size: object.data.length, etag: object.etag, modified: object.modified };
+  return { size: object.size, etag: object.etag, modified: object.modified };
 }
 
 class MemoryDriver implements Driver {
@@ -109,33 +139,28 @@ class MemoryDriver implements Driver {
     const object = this.backend.objects.get(key);
     if (!object) throw blobError('NOT_FOUND', `no such key: ${key}`);
     const offset = options.offset ?? 0;
-    if (offset > object.data.length) {
-      throw blobError('RANGE_INVALID', `offset ${offset} is past the end (${object.data.length} bytes)`);
+    if (offset > object.size) {
+      throw blobError('RANGE_INVALID', `offset ${offset} is past the end (${object.size} bytes)`);
     }
-    const end =
-      options.length === undefined
-        ? object.data.length
-        : Math.min(object.data.length, offset + options.length);
-    // Hand out 1 MiB slices so consumers see a stream, not one giant chunk.
-    const data = object.data.subarray(offset, end);
-    return Readable.from(slices(data, 1024 * 1024), { objectMode: false });
+    const end = options.length === undefined ? object.size : Math.min(object.size, offset + options.length);
+    return Readable.from(sliceChunks(object.chunks, offset, end), { objectMode: false });
   }
 
   async write(key: string, body: Body, options: WriteOptions = {}): Promise<WriteResult> {
-    const data = Buffer.from(await collectBody(body));
-    return this.publish(key, data, options);
+    const { chunks, size } = await collectChunks(body);
+    return this.publish(key, chunks, size, options);
   }
 
   /** Checks preconditions and swaps the entry in one synchronous step. */
-  private publish(key: string, data: Buffer, options: WriteOptions = {}): WriteResult {
+  private publish(key: string, chunks: Buffer[], size: number, options: WriteOptions = {}): WriteResult {
     const current = this.backend.objects.get(key);
     if (options.ifNoneMatch === '*' && current) throw blobError('PRECONDITION_FAILED', `key exists: ${key}`);
     if (options.ifMatch !== undefined && current?.etag !== options.ifMatch) {
       throw blobError('PRECONDITION_FAILED', `etag mismatch for ${key}`);
     }
     const etag = this.backend.nextEtag();
-    this.backend.objects.set(key, { data, etag, modified: new Date() });
-    return { etag, size: data.length };
+    this.backend.objects.set(key, { chunks, size, etag, modified: new Date() });
+    return { etag, size };
   }
 
   async delete(key: string): Promise<boolean> {
@@ -177,15 +202,15 @@ class MemoryDriver implements Driver {
     body: Body,
   ): Promise<PartRef> {
     this.staging(handle); // fail before reading the body
-    const data = Buffer.from(await collectBody(body));
+    const { chunks, size } = await collectChunks(body);
     const etag = this.backend.nextEtag();
-    this.staging(handle).parts.set(partNumber, { data, etag, offset });
-    return { partNumber, size: data.length, etag };
+    this.staging(handle).parts.set(partNumber, { chunks, size, etag, offset });
+    return { partNumber, size, etag };
   }
 
   async completeMultipart(handle: MultipartHandle, parts: readonly PartRef[]): Promise<WriteResult> {
     const staging = this.staging(handle);
-    const buffers: Buffer[] = [];
+    const chunks: Buffer[] = [];
     let offset = 0;
     for (const ref of parts) {
       const part = staging.parts.get(ref.partNumber);
@@ -198,10 +223,10 @@ class MemoryDriver implements Driver {
           `part ${ref.partNumber} starts at ${part.offset}, expected ${offset}`,
         );
       }
-      buffers.push(part.data);
-      offset += part.data.length;
+      chunks.push(...part.chunks);
+      offset += part.size;
     }
-    const result = this.publish(handle.key, Buffer.concat(buffers));
+    const result = this.publish(handle.key, chunks, offset);
     this.backend.multiparts.delete(handle.uploadId as string);
     return result;
   }
@@ -213,12 +238,8 @@ class MemoryDriver implements Driver {
   async copy(from: string, to: string): Promise<WriteResult> {
     const object = this.backend.objects.get(from);
     if (!object) throw blobError('NOT_FOUND', `no such key: ${from}`);
-    return this.publish(to, object.data);
+    return this.publish(to, object.chunks, object.size);
   }
-}
-
-function* slices(data: Buffer, size: number): Generator<Buffer> {
-  for (let at = 0; at < data.length; at += size) yield data.subarray(at, at + size);
 }
 
 /** Creates a guarded memory driver. */
