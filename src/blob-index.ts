@@ -48,7 +48,7 @@ export async function readIndex(
   options: SignalOptions = {},
 ): Promise<BlobIndex | null> {
   try {
-    const stream = await driver.read(indexKey(digest), options);
+    const stream = await driver.read(indexKey(digest), { signal: options.signal });
     return decodeIndex(await collectBody(stream), digest);
   } catch (error) {
     if (isBlobcoreError(error, 'NOT_FOUND')) return null;

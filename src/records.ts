@@ -22,17 +22,18 @@ export async function readRecord<T>(
   key: string,
   options: SignalOptions = {},
 ): Promise<VersionedRecord<T> | null> {
+  const signal = { signal: options.signal };
   for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
-    const before = await driver.stat(key, options);
+    const before = await driver.stat(key, signal);
     if (!before) return null;
     let bytes: Buffer;
     try {
-      bytes = await collectBody(await driver.read(key, options));
+      bytes = await collectBody(await driver.read(key, signal));
     } catch (error) {
       if (isBlobcoreError(error, 'NOT_FOUND')) return null;
       throw error;
     }
-    const after = await driver.stat(key, options);
+    const after = await driver.stat(key, signal);
     if (!after) return null;
     if (after.etag !== before.etag) continue;
     try {

@@ -251,7 +251,7 @@ export class BlobStore {
     }
     let stream: Readable;
     try {
-      stream = await this.driver.read(index.data, options);
+      stream = await this.driver.read(index.data, { offset, length: options.length, signal: options.signal });
     } catch (error) {
       // The index names bytes that are gone: deleted concurrently, or the backend lost them.
       if (isBlobcoreError(error, 'NOT_FOUND'))

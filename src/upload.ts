@@ -93,6 +93,10 @@ export interface UploadRecord {
   parts: PartRef[];
   tail: TailRef[];
   claim: Claim | null;
+  /** Number for the next staged part. A takeover skips one (see `claim`). */
+  nextPart: number;
+  /** Times an instance took over an expired claim of another. */
+  takeovers: number;
 }
 
 export interface UploadStatus {
@@ -176,6 +180,8 @@ export class UploadManager {
       parts: [],
       tail: [],
       claim: null,
+      nextPart: 1,
+      takeovers: 0,
     };
     const etag = await swapRecord(this.driver, uploadStateKey(id), record, null, options);
     if (etag === null) throw blobError('BLOB_UPLOAD_INVALID', `upload id collision: ${id}`);
@@ -402,12 +408,28 @@ export class Upload {
     written.splice(written.indexOf(key), 1);
   }
 
-  /** Claims the upload so no other instance stages a part or commits at the same time. */
+  /**
+   * Claims the upload so no other instance stages a part or commits at the same time.
+   * Taking over an expired claim means its owner crashed or stalled; if it merely
+   * stalled it may still stage the part it was on. So a takeover moves on to a fresh
+   * part number (drivers that stage by number never see the two collide) and marks
+   * the upload for verification at commit (drivers that stage in place might).
+   */
   private async claim(withMultipart: boolean, signal: AbortSignal | undefined): Promise<void> {
+    const current = this.record;
+    const takeover = current.claim !== null && current.claim.owner !== this.owner;
     const next: UploadRecord = {
-      ...this.record,
+      ...current,
       claim: { owner: this.owner, expires: Date.now() + this.options.uploadLeaseMs },
+      nextPart: takeover ? current.nextPart + 1 : current.nextPart,
+      takeovers: takeover ? current.takeovers + 1 : current.takeovers,
     };
+    if (next.nextPart > this.driver.limits.maxParts) {
+      throw blobError(
+        'BLOB_UPLOAD_INVALID',
+        `upload ${this.id} would exceed ${this.driver.limits.maxParts} parts`,
+      );
+    }
     const created = withMultipart && !next.multipart;
     if (created) next.multipart = await this.driver.createMultipart(next.dataKey, { signal });
     try {
@@ -441,7 +463,7 @@ export class Upload {
       for (const tail of record.tail) yield* await driver.read(tail.key, { signal });
       yield* tap.wrap(piece.bytes);
     }
-    const partNumber = record.parts.length + 1;
+    const partNumber = record.nextPart;
     const size = pending + piece.size;
     const ref = await driver.uploadPart(multipart, partNumber, record.offset - pending, partBody(), size, {
       signal,
@@ -452,6 +474,7 @@ export class Upload {
       ...record,
       offset: record.offset + piece.size,
       parts: [...record.parts, { partNumber: ref.partNumber, size: ref.size, etag: ref.etag }],
+      nextPart: partNumber + 1,
       tail: [],
       claim: last ? null : { owner: this.owner, expires: Date.now() + this.options.uploadLeaseMs },
     };
@@ -483,7 +506,10 @@ export class Upload {
       throw blobError('DIGEST_INVALID', `upload hashes to ${known}, commit says ${digest.value}`);
     }
     const verify =
-      known === null || this.options.verifyCommit === 'always' || !this.driver.capabilities.conditionalWrite;
+      known === null ||
+      this.record.takeovers > 0 ||
+      this.options.verifyCommit === 'always' ||
+      !this.driver.capabilities.conditionalWrite;
 
     if (!verify && (await readIndex(this.driver, digest.value, { signal }))) {
       await this.discard();
@@ -537,7 +563,7 @@ export class Upload {
     const parts = [...record.parts];
     if (pending > 0) {
       parts.push(
-        await driver.uploadPart(multipart, parts.length + 1, record.offset - pending, tailBytes(), pending, {
+        await driver.uploadPart(multipart, record.nextPart, record.offset - pending, tailBytes(), pending, {
           signal,
         }),
       );

@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import { createMemoryDriver } from '../drivers/memory/index.js';
+import { BlobcoreError, blobError, ErrorCodes, isBlobcoreError } from '../src/errors.js';
+import { validateKey, validatePrefix } from '../src/keys.js';
+
+async function codeOf(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return 'resolved';
+  } catch (error) {
+    return isBlobcoreError(error) ? error.code : `not a BlobcoreError: ${String(error)}`;
+  }
+}
+
+describe('key guard', () => {
+  it.each(['a', 'a/b/c', '.abc', 'A-b_c.d~e=f+g@h', 'a--b', `${'x/'.repeat(300)}y`, 'x'.repeat(255)])(
+    'accepts %s',
+    (key) => {
+      expect(validateKey(key)).toBe(key);
+    },
+  );
+
+  const bad = [
+    '',
+    '/',
+    '/a',
+    'a/',
+    '//x',
+    'a//b',
+    '.',
+    '..',
+    'a/../b',
+    './a',
+    'a/.',
+    'a\0b',
+    'a\\b',
+    'a b',
+    'a:b',
+    'ä',
+    'x'.repeat(256),
+    `${'ab/'.repeat(342)}c`,
+  ];
+  it.each(bad)('rejects %j with KEY_INVALID on every driver method', async (key) => {
+    expect(() => validateKey(key)).toThrow(BlobcoreError);
+    const driver = createMemoryDriver();
+    const handle = { key, uploadId: 'x' };
+    const calls: Promise<unknown>[] = [
+      driver.stat(key),
+      driver.read(key),
+      driver.write(key, new Uint8Array(1)),
+      driver.delete(key),
+      driver.createMultipart(key),
+      driver.uploadPart(handle, 1, 0, new Uint8Array(1), 1),
+      driver.completeMultipart(handle, []),
+      driver.abortMultipart(handle),
+    ];
+    for (const call of calls) expect(await codeOf(call)).toBe('KEY_INVALID');
+  });
+
+  it('accepts prefixes that end mid-segment or with a slash, and rejects broken ones', () => {
+    for (const prefix of ['', 'a', 'a/', 'a/b', 'd/f', 'a/.']) expect(validatePrefix(prefix)).toBe(prefix);
+    for (const prefix of ['/', '/a', 'a//', '../a', 'a\\'])
+      expect(() => validatePrefix(prefix)).toThrow(BlobcoreError);
+  });
+});
+
+describe('errors', () => {
+  it('carry code, driver, retryable and cause', () => {
+    const cause = new Error('socket hang up');
+    const error = blobError('UNAVAILABLE', 'backend down', { driver: 's3', cause });
+    expect(error.code).toBe('UNAVAILABLE');
+    expect(error.driver).toBe('s3');
+    expect(error.retryable).toBe(true);
+    expect(error.cause).toBe(cause);
+    expect(blobError('NOT_FOUND', 'x').retryable).toBe(false);
+    expect(ErrorCodes).toContain('INSUFFICIENT_STORAGE');
+  });
+
+  it('instanceof works across two copies of the module', async () => {
+    const copy = (await import('../src/errors.js?second-copy')) as typeof import('../src/errors.js');
+    expect(copy.BlobcoreError).not.toBe(BlobcoreError);
+    const fromCopy = copy.blobError('BLOB_UNKNOWN', 'x');
+    expect(fromCopy instanceof BlobcoreError).toBe(true);
+    expect(blobError('BLOB_UNKNOWN', 'x') instanceof copy.BlobcoreError).toBe(true);
+    expect(new Error('plain') instanceof BlobcoreError).toBe(false);
+    expect(isBlobcoreError(fromCopy, 'BLOB_UNKNOWN')).toBe(true);
+  });
+
+  it('tags driver errors with the driver name', async () => {
+    const driver = createMemoryDriver();
+    try {
+      await driver.read('missing');
+      expect.unreachable();
+    } catch (error) {
+      expect(isBlobcoreError(error, 'NOT_FOUND')).toBe(true);
+      expect((error as BlobcoreError).driver).toBe('memory');
+    }
+  });
+});

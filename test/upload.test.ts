@@ -1,0 +1,281 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { createMemoryDriver, MemoryBackend } from '../drivers/memory/index.js';
+import { collectBody } from '../src/bytes.js';
+import { openStore, type StoreOptions } from '../src/store.js';
+import { codeOf, errorOf, MiB, random, sha256, streamOf } from './helpers.js';
+
+/** Two store instances on one backend: a stand-in for two processes. */
+async function twoStores(options: StoreOptions = {}) {
+  const backend = new MemoryBackend();
+  const a = await openStore(createMemoryDriver({ backend }), options);
+  const b = await openStore(createMemoryDriver({ backend }), options);
+  return { a, b, backend };
+}
+
+async function readBlob(store: Awaited<ReturnType<typeof openStore>>, digest: string): Promise<Buffer> {
+  return collectBody(await store.get(digest, { verify: true }));
+}
+
+describe('uploads', () => {
+  it.each([0, 1])('uploads and commits a %i-byte blob', async (size) => {
+    const store = await openStore('memory:');
+    const bytes = randomBytes(size);
+    const upload = await store.uploads.start();
+    expect(upload.id).toMatch(/^[0-9a-f]{32}$/);
+    if (size) await upload.append(bytes, { offset: 0 });
+    const result = await upload.commit({ digest: sha256(bytes), size });
+    expect(result).toEqual({ digest: sha256(bytes), size, deduplicated: false, rehashedBytes: 0 });
+    expect((await readBlob(store, result.digest)).equals(bytes)).toBe(true);
+    expect(await codeOf(store.uploads.resume(upload.id))).toBe('BLOB_UPLOAD_UNKNOWN');
+    expect((await store.driver.list('uploads/')).keys).toEqual([]);
+  });
+
+  it('uploads 64 MiB in random chunk sizes, switching instances, without re-reading', async () => {
+    const seed = Date.now() % 100000;
+    const next = random(seed);
+    const { a, b } = await twoStores();
+    const bytes = randomBytes(64 * MiB);
+    let upload = await a.uploads.start();
+    let offset = 0;
+    let turn = 0;
+    while (offset < bytes.length) {
+      const size = Math.min(bytes.length - offset, 1 + Math.floor(next() ** 3 * 8 * MiB));
+      if (next() < 0.3) upload = await (turn++ % 2 ? a : b).uploads.resume(upload.id);
+      const status = await upload.append(bytes.subarray(offset, offset + size), { offset });
+      offset += size;
+      expect(status.offset, `seed ${seed}`).toBe(offset);
+    }
+    const result = await (await b.uploads.resume(upload.id)).commit({
+      digest: sha256(bytes),
+      size: bytes.length,
+    });
+    expect(result.rehashedBytes).toBe(0);
+    expect(a.counters.rehashedBytes + b.counters.rehashedBytes).toBe(0);
+    expect(sha256(await readBlob(a, result.digest)), `seed ${seed}`).toBe(sha256(bytes));
+  });
+
+  it('resumes in a second instance at 0, inside the tail, on a part boundary and at 100%', async () => {
+    const bytes = randomBytes(300 * 1024);
+    const part = createMemoryDriver().limits.minPartSize;
+    for (const cut of [0, 1000, part, part + 5, bytes.length]) {
+      const { a, b } = await twoStores();
+      const upload = await a.uploads.start();
+      if (cut) await upload.append(bytes.subarray(0, cut), { offset: 0 });
+      const resumed = await b.uploads.resume(upload.id);
+      const status = await resumed.status();
+      expect(status.offset).toBe(cut);
+      expect(status.hashState).toBe('persisted');
+      if (cut < bytes.length) await resumed.append(bytes.subarray(cut), { offset: cut });
+      const result = await resumed.commit({ digest: sha256(bytes) });
+      expect(result.rehashedBytes).toBe(0);
+      expect((await readBlob(a, result.digest)).equals(bytes)).toBe(true);
+    }
+  });
+
+  it('rejects out-of-order, duplicate and overlapping chunks with RANGE_INVALID and the current offset', async () => {
+    const store = await openStore('memory:');
+    const bytes = randomBytes(200 * 1024);
+    const upload = await store.uploads.start();
+    await upload.append(bytes.subarray(0, 100), { offset: 0 });
+    for (const offset of [0, 50, 101, 99, -1, 1.5]) {
+      const error = await errorOf(upload.append(bytes.subarray(Math.max(offset, 0), 150), { offset }));
+      expect(error.code).toBe('RANGE_INVALID');
+      expect(error.detail?.offset).toBe(100);
+    }
+    await upload.append(bytes.subarray(100), { offset: 100 });
+    expect((await upload.commit({ digest: sha256(bytes) })).size).toBe(bytes.length);
+  });
+
+  it('lets exactly one of two instances win an append at the same offset', async () => {
+    for (const size of [10, 200 * 1024]) {
+      const { a, b } = await twoStores();
+      const first = await a.uploads.start();
+      const second = await b.uploads.resume(first.id);
+      const x = randomBytes(size);
+      const y = randomBytes(size);
+      const outcomes = await Promise.allSettled([
+        first.append(x, { offset: 0 }),
+        second.append(y, { offset: 0 }),
+      ]);
+      const won = outcomes.filter((o) => o.status === 'fulfilled');
+      expect(won).toHaveLength(1);
+      const lost = outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult;
+      expect(lost.reason.code).toBe('RANGE_INVALID');
+      const winner = outcomes[0]?.status === 'fulfilled' ? x : y;
+      const result = await (await a.uploads.resume(first.id)).commit({ digest: sha256(winner) });
+      expect((await readBlob(b, result.digest)).equals(winner)).toBe(true);
+    }
+  });
+
+  it('refuses a second instance while the first stages a part, and lets it take over after the lease', async () => {
+    const backend = new MemoryBackend();
+    const plain = createMemoryDriver({ backend });
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let staging: () => void = () => {};
+    const started = new Promise<void>((resolve) => {
+      staging = resolve;
+    });
+    const slow = Object.create(plain) as typeof plain;
+    slow.uploadPart = async (...args) => {
+      staging();
+      await gate;
+      return plain.uploadPart(...args);
+    };
+    const a = await openStore(slow, { uploadLeaseMs: 200 });
+    const b = await openStore(createMemoryDriver({ backend }), { uploadLeaseMs: 200 });
+    const x = randomBytes(200 * 1024);
+    const y = randomBytes(200 * 1024);
+    const upload = await a.uploads.start();
+    const appending = upload.append(x, { offset: 0 }).catch((error: { code: string }) => error.code);
+    await started;
+    const other = await b.uploads.resume(upload.id);
+    const busy = await errorOf(other.append(y, { offset: 0 }));
+    expect(busy.code).toBe('RANGE_INVALID');
+    expect(busy.detail).toEqual({ offset: 0, busy: true });
+    expect(await codeOf(other.commit({ digest: sha256(Buffer.alloc(0)) }))).toBe('RANGE_INVALID');
+    await new Promise((resolve) => setTimeout(resolve, 250)); // the lease runs out: a crashed writer
+    await other.append(y, { offset: 0 });
+    release();
+    expect(await appending).toBe('RANGE_INVALID'); // the stale writer's swap fails
+    const result = await other.commit({ digest: sha256(y) });
+    expect(result.rehashedBytes).toBe(y.length); // a takeover is verified at commit
+    expect((await readBlob(a, result.digest)).equals(y)).toBe(true);
+  });
+
+  it('serializes concurrent appends on one instance: the second sees the moved offset', async () => {
+    const store = await openStore('memory:');
+    const upload = await store.uploads.start();
+    const outcomes = await Promise.allSettled([
+      upload.append(Buffer.from('a'), { offset: 0 }),
+      upload.append(Buffer.from('b'), { offset: 0 }),
+    ]);
+    expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected']);
+  });
+
+  it('cancel makes the upload unknown everywhere and removes its data', async () => {
+    const { a, b } = await twoStores();
+    const upload = await a.uploads.start();
+    await upload.append(randomBytes(300 * 1024), { offset: 0 });
+    const other = await b.uploads.resume(upload.id);
+    await upload.cancel();
+    expect(await codeOf(a.uploads.resume(upload.id))).toBe('BLOB_UPLOAD_UNKNOWN');
+    expect(await codeOf(other.append(Buffer.from('x'), { offset: 300 * 1024 }))).toBe('BLOB_UPLOAD_UNKNOWN');
+    expect(await codeOf(upload.append(Buffer.from('x'), { offset: 0 }))).toBe('BLOB_UPLOAD_UNKNOWN');
+    expect((await a.driver.list('uploads/')).keys).toEqual([]);
+  });
+
+  it.each([
+    '',
+    'nope',
+    '0'.repeat(31),
+    '0'.repeat(33),
+    'G'.repeat(32),
+    '../../blobcore-format',
+    randomBytes(16).toString('hex'),
+  ])('refuses unknown or forged upload id %j with BLOB_UPLOAD_UNKNOWN', async (id) => {
+    const store = await openStore('memory:');
+    expect(await codeOf(store.uploads.resume(id))).toBe('BLOB_UPLOAD_UNKNOWN');
+  });
+
+  it('a wrong digest or size at commit stores nothing and leaves the upload resumable', async () => {
+    const store = await openStore('memory:');
+    const bytes = randomBytes(150 * 1024);
+    const upload = await store.uploads.start();
+    await upload.append(bytes, { offset: 0 });
+    expect(await codeOf(upload.commit({ digest: sha256(Buffer.from('other')) }))).toBe('DIGEST_INVALID');
+    expect(await codeOf(upload.commit({ digest: sha256(bytes), size: bytes.length + 1 }))).toBe(
+      'SIZE_INVALID',
+    );
+    expect(await codeOf(upload.commit({ digest: 'sha256:zz' }))).toBe('DIGEST_INVALID');
+    expect(await store.stat(sha256(bytes))).toBeNull();
+    expect((await store.driver.list('blobs/')).keys).toEqual([]);
+    const resumed = await store.uploads.resume(upload.id);
+    expect((await resumed.status()).offset).toBe(bytes.length);
+    expect((await resumed.commit({ digest: sha256(bytes) })).size).toBe(bytes.length);
+  });
+
+  it('commits an existing digest as a dedup and drops the staged bytes', async () => {
+    const store = await openStore('memory:');
+    const bytes = randomBytes(200 * 1024);
+    await store.put(bytes);
+    const upload = await store.uploads.start();
+    await upload.append(bytes, { offset: 0 });
+    const result = await upload.commit({ digest: sha256(bytes) });
+    expect(result.deduplicated).toBe(true);
+    expect((await store.driver.list('data/')).keys).toHaveLength(1);
+    expect((await store.driver.list('uploads/')).keys).toEqual([]);
+  });
+
+  it('streams chunks of unknown length across parts and rejects a chunk longer than declared', async () => {
+    const store = await openStore('memory:', { partSize: MiB });
+    const bytes = randomBytes(3 * MiB + 11);
+    const upload = await store.uploads.start();
+    await upload.append(streamOf(bytes.subarray(0, 2 * MiB + 5), 100_000), { offset: 0 });
+    expect(
+      await codeOf(upload.append(streamOf(bytes.subarray(2 * MiB + 5)), { offset: 2 * MiB + 5, size: 10 })),
+    ).toBe('SIZE_INVALID');
+    expect((await upload.status()).offset).toBe(2 * MiB + 5);
+    await upload.append(streamOf(bytes.subarray(2 * MiB + 5)), { offset: 2 * MiB + 5, size: MiB + 6 });
+    expect(
+      (await readBlob(store, (await upload.commit({ digest: sha256(bytes) })).digest)).equals(bytes),
+    ).toBe(true);
+  });
+
+  it('an aborted append changes nothing; the same offset works afterwards', async () => {
+    const store = await openStore('memory:');
+    const bytes = randomBytes(2 * MiB);
+    const upload = await store.uploads.start();
+    await upload.append(bytes.subarray(0, 1000), { offset: 0 });
+    const controller = new AbortController();
+    const source = streamOf(bytes.subarray(1000));
+    source.once('data', () => controller.abort());
+    expect(await codeOf(upload.append(source, { offset: 1000, signal: controller.signal }))).toBe('ABORTED');
+    const failing = streamOf(bytes.subarray(1000), 64 * 1024, MiB);
+    expect(await codeOf(upload.append(failing, { offset: 1000 }))).toContain('source failed on purpose');
+    expect((await upload.status()).offset).toBe(1000);
+    await upload.append(bytes.subarray(1000), { offset: 1000 });
+    expect((await upload.commit({ digest: sha256(bytes) })).size).toBe(bytes.length);
+  });
+
+  it('re-hashes at commit when the hash state was lost, and says so', async () => {
+    const { a, b } = await twoStores();
+    const bytes = randomBytes(500 * 1024);
+    const upload = await a.uploads.start();
+    await upload.append(bytes.subarray(0, 200 * 1024), { offset: 0 });
+    // Drop the hash state from the record, as a writer that could not export one would.
+    const key = a.layout.uploadStateKey(upload.id);
+    const record = JSON.parse((await collectBody(await a.driver.read(key))).toString());
+    delete record.hashState;
+    await a.driver.write(key, Buffer.from(JSON.stringify(record)));
+    const resumed = await b.uploads.resume(upload.id);
+    expect((await resumed.status()).hashState).toBe('missing');
+    await resumed.append(bytes.subarray(200 * 1024), { offset: 200 * 1024 });
+    const status = await resumed.status();
+    expect(status.hashState).toBe('missing');
+    expect(status.rehash).toBe(true);
+    expect(await codeOf(resumed.commit({ digest: sha256(Buffer.from('wrong')) }))).toBe('DIGEST_INVALID');
+    expect(await codeOf(b.uploads.resume(upload.id))).toBe('BLOB_UPLOAD_UNKNOWN'); // failed cleanly
+    expect((await b.driver.list('data/')).keys).toEqual([]);
+  });
+
+  it('re-hash path commits correctly with the right digest', async () => {
+    const { a, b } = await twoStores();
+    const bytes = randomBytes(500 * 1024);
+    const upload = await a.uploads.start();
+    await upload.append(bytes.subarray(0, 100), { offset: 0 });
+    const key = a.layout.uploadStateKey(upload.id);
+    const record = JSON.parse((await collectBody(await a.driver.read(key))).toString());
+    record.hashState = 'AAAA'; // corrupt: treated as lost
+    await a.driver.write(key, Buffer.from(JSON.stringify(record)));
+    const resumed = await b.uploads.resume(upload.id);
+    await resumed.append(bytes.subarray(100), { offset: 100 });
+    const result = await resumed.commit({ digest: sha256(bytes) });
+    expect(result.rehashedBytes).toBe(bytes.length);
+    expect(b.counters.rehashedBytes).toBe(bytes.length);
+    expect((await readBlob(a, result.digest)).equals(bytes)).toBe(true);
+  });
+});
