@@ -77,7 +77,9 @@ describe('errors', () => {
   });
 
   it('instanceof works across two copies of the module', async () => {
-    const copy = (await import('../src/errors.js?second-copy')) as typeof import('../src/errors.js');
+    // A query string makes vitest load a second, independent instance of the module.
+    const secondCopy = '../src/errors.js?second-copy';
+    const copy = (await import(/* @vite-ignore */ secondCopy)) as typeof import('../src/errors.js');
     expect(copy.BlobcoreError).not.toBe(BlobcoreError);
     const fromCopy = copy.blobError('BLOB_UNKNOWN', 'x');
     expect(fromCopy instanceof BlobcoreError).toBe(true);
