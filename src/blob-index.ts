@@ -11,6 +11,7 @@ import { collectBody } from './bytes.js';
 import type { Driver, SignalOptions } from './driver.js';
 import { blobError, isBlobcoreError } from './errors.js';
 import { indexKey } from './layout.js';
+import { touch } from './liveness.js';
 
 export interface BlobIndex {
   v: 1;
@@ -20,6 +21,8 @@ export interface BlobIndex {
   data: string;
   /** When these bytes were first committed (ISO 8601). */
   created: string;
+  /** Set by scrub when the bytes failed verification: reads give BLOB_UNKNOWN and a new push replaces it. */
+  quarantined?: string;
 }
 
 function decodeIndex(bytes: Buffer, digest: string): BlobIndex {
@@ -42,7 +45,18 @@ function decodeIndex(bytes: Buffer, digest: string): BlobIndex {
   return record as BlobIndex;
 }
 
+/** The index of a blob in service: null when missing or quarantined. */
 export async function readIndex(
+  driver: Driver,
+  digest: string,
+  options: SignalOptions = {},
+): Promise<BlobIndex | null> {
+  const record = await readIndexRecord(driver, digest, options);
+  return record && !record.quarantined ? record : null;
+}
+
+/** The index record as stored, quarantined or not. */
+export async function readIndexRecord(
   driver: Driver,
   digest: string,
   options: SignalOptions = {},
@@ -56,9 +70,25 @@ export async function readIndex(
   }
 }
 
+/** Touches, then reads the index: the pusher's half of the liveness protocol. Null if gone. */
+export async function referenceBlob(
+  driver: Driver,
+  digest: string,
+  options: SignalOptions = {},
+): Promise<BlobIndex | null> {
+  await touch(driver, digest, options);
+  return readIndex(driver, digest, options);
+}
+
+const PUBLISH_ATTEMPTS = 4;
+
 /**
  * Publishes `record` unless the digest is already indexed.
  * Returns the record that is in effect and whether this call created it.
+ *
+ * An existing digest is referenced through the liveness protocol (./liveness.ts): if
+ * GC swept it meanwhile, this publishes our copy after all. A quarantined index (bytes
+ * that failed scrub) is replaced by the fresh, verified copy.
  */
 export async function publishIndex(
   driver: Driver,
@@ -66,21 +96,30 @@ export async function publishIndex(
   options: SignalOptions = {},
 ): Promise<{ created: boolean; record: BlobIndex }> {
   const key = indexKey(record.digest);
-  if (!driver.capabilities.conditionalWrite) {
-    // Best effort without enforced create-only writes: look first.
-    const existing = await readIndex(driver, record.digest, options);
+  const body = Buffer.from(JSON.stringify(record));
+  for (let attempt = 0; attempt < PUBLISH_ATTEMPTS; attempt++) {
+    // Without enforced create-only writes, look first (best effort).
+    const exists = !driver.capabilities.conditionalWrite && (await driver.stat(key, options)) !== null;
+    if (!exists) {
+      try {
+        await driver.write(key, body, { ifNoneMatch: '*', signal: options.signal });
+        return { created: true, record };
+      } catch (error) {
+        if (!isBlobcoreError(error, 'PRECONDITION_FAILED')) throw error;
+      }
+    }
+    const existing = await referenceBlob(driver, record.digest, options);
     if (existing) return { created: false, record: existing };
+    const quarantined = await driver.stat(key, options);
+    if (quarantined) {
+      // Still there but not in service: replace it with this verified copy, unless someone else did.
+      try {
+        await driver.write(key, body, { ifMatch: quarantined.etag, signal: options.signal });
+        return { created: true, record };
+      } catch (error) {
+        if (!isBlobcoreError(error, 'PRECONDITION_FAILED')) throw error;
+      }
+    }
   }
-  try {
-    await driver.write(key, Buffer.from(JSON.stringify(record)), {
-      ifNoneMatch: '*',
-      signal: options.signal,
-    });
-    return { created: true, record };
-  } catch (error) {
-    if (!isBlobcoreError(error, 'PRECONDITION_FAILED')) throw error;
-    const existing = await readIndex(driver, record.digest, options);
-    if (!existing) throw error; // deleted between our write and read: let the caller retry
-    return { created: false, record: existing };
-  }
+  throw blobError('UNAVAILABLE', `could not publish ${record.digest}: its index kept changing`);
 }

@@ -5,8 +5,8 @@ export { guardDriver, isValidKey, validateKey, validatePrefix } from './driver.j
 export * from './errors.js';
 export { createResumableSha256, hashImplementation, type ResumableSha256 } from './hash/index.js';
 export {
-  BlobStore,
   type BlobInfo,
+  BlobStore,
   type GetOptions,
   openStore,
   type PutOptions,
@@ -15,4 +15,11 @@ export {
   type StoreOptions,
 } from './store.js';
 export { openDriver, registerDriverScheme } from './store-url.js';
-export type { AppendOptions, CommitOptions, CommitResult, Upload, UploadManager, UploadStatus } from './upload.js';
+export type {
+  AppendOptions,
+  CommitOptions,
+  CommitResult,
+  Upload,
+  UploadManager,
+  UploadStatus,
+} from './upload.js';

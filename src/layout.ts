@@ -8,6 +8,20 @@
  *                                          they were verified, by writing the index)
  *   uploads/<id>/state                     upload state record, rewritten with CAS
  *   uploads/<id>/tail/<offset>-<rand>      chunks held back until a part is big enough
+ *   touches/<alg>/<h0h1>/<h2h3>/<hex>      liveness record, rewritten whenever something
+ *                                          references an existing blob (see ./liveness.ts)
+ *   catalog/<name>/_repo                   one marker per repository (the catalog)
+ *   repositories/<name>/_blobs/<alg>/<hex>       blob link {digest, size, linked}
+ *   repositories/<name>/_manifests/<alg>/<hex>   manifest revision {digest, mediaType, size, created, ...}
+ *   repositories/<name>/_tags/<tag>               current tag {tag, digest, updated}
+ *   repositories/<name>/_history/<tag>/<ms>-<rand> tag revision {digest, at}
+ *   repositories/<name>/_referrers/<alg>/<subject hex>/<alg>-<hex>  referrer descriptor
+ *   pins/<alg>/<hex>                       GC root until a time {digest, until}
+ *   gc/lock                                one GC at a time, with a lease
+ *   gc/intents/<alg>-<hex>                 a sweep in progress (see ./gc.ts)
+ *
+ * Repository name segments start with [a-z0-9], so `_blobs`, `_tags`, … can never
+ * collide with a nested repository's name.
  *
  * Two levels of two hex digits keep every directory of a filesystem backend small:
  * 10M blobs spread over 65,536 leaf directories is ~150 entries each.
@@ -52,6 +66,71 @@ export function uploadPrefix(id: string): string {
 
 export function uploadStateKey(id: string): string {
   return `${uploadPrefix(id)}state`;
+}
+
+export function touchKey(digest: string | Digest): string {
+  const parsed = typeof digest === 'string' ? parseDigest(digest) : digest;
+  return `touches/${parsed.algorithm}/${shard(parsed.hex)}/${parsed.hex}`;
+}
+
+export const CATALOG_PREFIX = 'catalog/';
+export const CATALOG_MARKER = '_repo';
+
+export function catalogKey(repository: string): string {
+  return `${CATALOG_PREFIX}${repository}/${CATALOG_MARKER}`;
+}
+
+export function repositoryPrefix(repository: string): string {
+  return `repositories/${repository}/`;
+}
+
+export function blobLinkKey(repository: string, digest: Digest): string {
+  return `${repositoryPrefix(repository)}_blobs/${digest.algorithm}/${digest.hex}`;
+}
+
+export function manifestKey(repository: string, digest: Digest): string {
+  return `${repositoryPrefix(repository)}_manifests/${digest.algorithm}/${digest.hex}`;
+}
+
+export function tagKey(repository: string, tag: string): string {
+  return `${repositoryPrefix(repository)}_tags/${tag}`;
+}
+
+export function tagHistoryPrefix(repository: string, tag: string): string {
+  return `${repositoryPrefix(repository)}_history/${tag}/`;
+}
+
+export function tagHistoryKey(repository: string, tag: string, at: number): string {
+  return `${tagHistoryPrefix(repository, tag)}${at.toString().padStart(15, '0')}-${randomBytes(3).toString('hex')}`;
+}
+
+export function referrersPrefix(repository: string, subject: Digest): string {
+  return `${repositoryPrefix(repository)}_referrers/${subject.algorithm}/${subject.hex}/`;
+}
+
+export function referrerKey(repository: string, subject: Digest, referrer: Digest): string {
+  return `${referrersPrefix(repository, subject)}${referrer.algorithm}-${referrer.hex}`;
+}
+
+export const PINS_PREFIX = 'pins/';
+
+export function pinKey(digest: Digest): string {
+  return `${PINS_PREFIX}${digest.algorithm}/${digest.hex}`;
+}
+
+export const GC_LOCK_KEY = 'gc/lock';
+export const GC_INTENTS_PREFIX = 'gc/intents/';
+
+export function gcIntentKey(digest: Digest): string {
+  return `${GC_INTENTS_PREFIX}${digest.algorithm}-${digest.hex}`;
+}
+
+/** Digest back from the last segments of an index, link or touch key (`…/<alg>/…/<hex>`). */
+export function digestFromKey(key: string): string {
+  const segments = key.split('/');
+  const hex = segments[segments.length - 1] as string;
+  const algorithm = hex.length === 128 ? 'sha512' : 'sha256';
+  return `${algorithm}:${hex}`;
 }
 
 export function tailKey(id: string, offset: number): string {

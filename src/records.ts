@@ -1,5 +1,6 @@
 /**
- * Small JSON records rewritten with compare-and-swap (upload state, later tags).
+ * Small JSON records on a driver: CAS-rewritten records (upload state), plain JSON
+ * objects (links, tags, revisions) and paged listing of everything under a prefix.
  *
  * `readRecord` returns the content together with the etag of exactly that version:
  * the driver's read does not report an etag, so it reads between two stats and retries
@@ -65,4 +66,37 @@ export async function swapRecord(
     if (isBlobcoreError(error, 'PRECONDITION_FAILED')) return null;
     throw error;
   }
+}
+
+/** A small JSON object, or null when the key is missing. */
+export async function readJsonKey<T>(
+  driver: Driver,
+  key: string,
+  options: SignalOptions = {},
+): Promise<T | null> {
+  try {
+    const bytes = await collectBody(await driver.read(key, { signal: options.signal }));
+    return JSON.parse(bytes.toString('utf8')) as T;
+  } catch (error) {
+    if (isBlobcoreError(error, 'NOT_FOUND')) return null;
+    throw error;
+  }
+}
+
+export function writeJson(driver: Driver, key: string, value: unknown, options: SignalOptions = {}) {
+  return driver.write(key, Buffer.from(JSON.stringify(value)), { signal: options.signal });
+}
+
+/** Lists every key under a prefix, page by page. */
+export async function* listAll(
+  driver: Driver,
+  prefix: string,
+  options: SignalOptions = {},
+): AsyncGenerator<string> {
+  let cursor: string | undefined;
+  do {
+    const page = await driver.list(prefix, { startAfter: cursor, signal: options.signal });
+    yield* page.keys;
+    cursor = page.cursor;
+  } while (cursor !== undefined);
 }

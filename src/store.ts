@@ -12,13 +12,24 @@
  */
 import { createHash } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
-import { type BlobIndex, publishIndex, readIndex } from './blob-index.js';
+import { type BlobIndex, publishIndex, readIndex, referenceBlob } from './blob-index.js';
 import { collectBody } from './bytes.js';
 import { type Digest, type DigestAlgorithm, formatDigest, parseDigest } from './digest.js';
 import type { Body, Driver, SignalOptions } from './driver.js';
 import { guardDriver } from './driver.js';
 import { blobError, isBlobcoreError, throwIfAborted } from './errors.js';
-import { FORMAT_KEY, indexKey, newDataKey, STORE_FORMAT, uploadStateKey } from './layout.js';
+import {
+  CATALOG_MARKER,
+  CATALOG_PREFIX,
+  FORMAT_KEY,
+  indexKey,
+  newDataKey,
+  pinKey,
+  STORE_FORMAT,
+  uploadStateKey,
+} from './layout.js';
+import { listAll } from './records.js';
+import { type PageOptions, Repository } from './repository.js';
 import { openDriver } from './store-url.js';
 import { HashTap, sliceBytes, verifyingTransform } from './stream/hashing.js';
 import { type StoreCounters, UploadManager } from './upload.js';
@@ -100,7 +111,9 @@ export class BlobStore {
   constructor(driver: Driver, options: StoreOptions = {}) {
     this.driver = guardDriver(driver);
     this.options = { ...DEFAULTS, ...options };
-    this.uploads = new UploadManager(this.driver, this.options, this.counters);
+    this.uploads = new UploadManager(this.driver, this.options, this.counters, (name, digest, size, signal) =>
+      this.repository(name).blobs.writeLink(parseDigest(digest), size, { signal }),
+    );
     this.layout = {
       dataKey: async (digest) => (await this.requireIndex(digest)).data,
       indexKey: (digest) => indexKey(digest),
@@ -124,7 +137,7 @@ export class BlobStore {
       }
     }
     if (expected) {
-      const existing = await readIndex(this.driver, expected.value, options);
+      const existing = await referenceBlob(this.driver, expected.value, options);
       if (existing) return this.confirmDuplicate(source, expected, existing, options);
     }
     return this.writeVerified(source, expected, options.size, options.signal);
@@ -137,7 +150,7 @@ export class BlobStore {
     size: number,
     signal?: AbortSignal,
   ): Promise<PutResult> {
-    const existing = await readIndex(this.driver, digest.value, { signal });
+    const existing = await referenceBlob(this.driver, digest.value, { signal });
     if (existing) return { digest: digest.value, size: existing.size, deduplicated: true };
     const dataKey = newDataKey();
     await this.driver.write(dataKey, bytes, { size, signal });
@@ -277,6 +290,35 @@ export class BlobStore {
     const removed = await this.driver.delete(indexKey(digest), options);
     await this.driver.delete(index.data, options);
     return removed;
+  }
+
+  /** A repository (namespace) of this store. NAME_INVALID for names outside the OCI grammar. */
+  repository(name: string): Repository {
+    return new Repository(this, name);
+  }
+
+  /** Repository names, lexical, paged with `last` and `n` (the registry catalog). */
+  async repositories(page: PageOptions = {}, options: SignalOptions = {}): Promise<string[]> {
+    const names: string[] = [];
+    for await (const key of listAll(this.driver, CATALOG_PREFIX, options)) {
+      if (key.endsWith(`/${CATALOG_MARKER}`))
+        names.push(key.slice(CATALOG_PREFIX.length, -CATALOG_MARKER.length - 1));
+    }
+    // Keys sort `a/_repo` after `a/0/_repo`, names sort `a` first: order by name.
+    names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const after = page.last === undefined ? names : names.filter((name) => name > (page.last as string));
+    return page.n === undefined ? after : after.slice(0, page.n);
+  }
+
+  /** Keeps a blob alive through GC until `until` (a GC root). */
+  async pin(digest: string, options: { until: Date } & SignalOptions): Promise<void> {
+    const parsed = parseDigest(digest);
+    const record = { digest: parsed.value, until: options.until.toISOString() };
+    await this.driver.write(pinKey(parsed), Buffer.from(JSON.stringify(record)), { signal: options.signal });
+  }
+
+  async unpin(digest: string, options: SignalOptions = {}): Promise<boolean> {
+    return this.driver.delete(pinKey(parseDigest(digest)), options);
   }
 
   async close(): Promise<void> {

@@ -38,13 +38,13 @@
  *   BLOB_UPLOAD_UNKNOWN), then the staged parts and tail objects.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { publishIndex, readIndex } from './blob-index.js';
+import { publishIndex, referenceBlob } from './blob-index.js';
 import { type DigestAlgorithm, formatDigest, parseDigest } from './digest.js';
 import type { Body, Driver, MultipartHandle, PartRef, SignalOptions } from './driver.js';
 import { blobError, throwIfAborted } from './errors.js';
 import { createResumableSha256, type ResumableSha256 } from './hash/index.js';
 import { isUploadId, newDataKey, newUploadId, tailKey, uploadPrefix, uploadStateKey } from './layout.js';
-import { readRecord, swapRecord } from './records.js';
+import { listAll, readRecord, swapRecord } from './records.js';
 import { ByteReader } from './stream/byte-reader.js';
 import { HashTap, sliceBytes } from './stream/hashing.js';
 
@@ -57,6 +57,19 @@ export interface UploadOptions {
   uploadLeaseMs: number;
   partSize: number;
   verifyCommit: 'auto' | 'always';
+}
+
+/** Links a committed blob into the repository an upload was started for. */
+export type RepositoryLinker = (
+  repository: string,
+  digest: string,
+  size: number,
+  signal?: AbortSignal,
+) => Promise<void>;
+
+export interface StartOptions extends SignalOptions {
+  /** Link the blob into this repository on commit. */
+  repository?: string | undefined;
 }
 
 interface TailRef {
@@ -97,6 +110,8 @@ export interface UploadRecord {
   nextPart: number;
   /** Times an instance took over an expired claim of another. */
   takeovers: number;
+  /** Repository the blob is linked into on commit. */
+  repository?: string;
 }
 
 export interface UploadStatus {
@@ -161,9 +176,10 @@ export class UploadManager {
     private readonly driver: Driver,
     private readonly options: UploadOptions,
     private readonly counters: StoreCounters,
+    private readonly linker: RepositoryLinker,
   ) {}
 
-  async start(options: SignalOptions = {}): Promise<Upload> {
+  async start(options: StartOptions = {}): Promise<Upload> {
     throwIfAborted(options.signal);
     const hasher = await createResumableSha256();
     const id = newUploadId();
@@ -183,18 +199,21 @@ export class UploadManager {
       nextPart: 1,
       takeovers: 0,
     };
+    if (options.repository !== undefined) record.repository = options.repository;
     const etag = await swapRecord(this.driver, uploadStateKey(id), record, null, options);
     if (etag === null) throw blobError('BLOB_UPLOAD_INVALID', `upload id collision: ${id}`);
-    return new Upload(this.driver, this.options, this.counters, record, etag, hasher);
+    return new Upload(this.driver, this.options, this.counters, this.linker, record, etag, hasher);
   }
 
   /** Continues an upload started by any instance on this backend. */
-  async resume(id: string, options: SignalOptions = {}): Promise<Upload> {
+  async resume(id: string, options: StartOptions = {}): Promise<Upload> {
     throwIfAborted(options.signal);
     if (!isUploadId(id)) throw unknownUpload(String(id).slice(0, 80));
     const found = await readRecord<UploadRecord>(this.driver, uploadStateKey(id), options);
     if (found?.value.v !== 1 || found.value.id !== id) throw unknownUpload(id);
-    return new Upload(this.driver, this.options, this.counters, found.value, found.etag, null);
+    // An upload belongs to the repository it was started for (or to none).
+    if (found.value.repository !== options.repository) throw unknownUpload(id);
+    return new Upload(this.driver, this.options, this.counters, this.linker, found.value, found.etag, null);
   }
 }
 
@@ -210,6 +229,7 @@ export class Upload {
     private readonly driver: Driver,
     private readonly options: UploadOptions,
     private readonly counters: StoreCounters,
+    private readonly linker: RepositoryLinker,
     private record: UploadRecord,
     private etag: string,
     hasher: ResumableSha256 | null,
@@ -511,7 +531,8 @@ export class Upload {
       this.options.verifyCommit === 'always' ||
       !this.driver.capabilities.conditionalWrite;
 
-    if (!verify && (await readIndex(this.driver, digest.value, { signal }))) {
+    if (!verify && (await referenceBlob(this.driver, digest.value, { signal }))) {
+      await this.linkCommitted(digest.value, size, signal);
       await this.discard();
       return { digest: digest.value, size, deduplicated: true, rehashedBytes: 0 };
     }
@@ -542,8 +563,13 @@ export class Upload {
       { signal },
     );
     if (!created) await this.driver.delete(this.record.dataKey).catch(() => false);
+    await this.linkCommitted(digest.value, size, signal);
     await this.discard();
     return { digest: digest.value, size: record.size, deduplicated: !created, rehashedBytes };
+  }
+
+  private async linkCommitted(digest: string, size: number, signal: AbortSignal | undefined): Promise<void> {
+    if (this.record.repository !== undefined) await this.linker(this.record.repository, digest, size, signal);
   }
 
   /** Puts the upload's bytes at its data key: the last part from the tail, then complete. */
@@ -609,10 +635,5 @@ export class Upload {
 
 /** Deletes every key under a prefix (an upload's tail objects). */
 async function deletePrefix(driver: Driver, prefix: string): Promise<void> {
-  let cursor: string | undefined;
-  do {
-    const page = await driver.list(prefix, { startAfter: cursor });
-    for (const key of page.keys) await driver.delete(key).catch(() => false);
-    cursor = page.cursor;
-  } while (cursor !== undefined);
+  for await (const key of listAll(driver, prefix)) await driver.delete(key).catch(() => false);
 }
