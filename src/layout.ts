@@ -17,6 +17,7 @@
  *   repositories/<name>/_history/<tag>/<ms>-<rand> tag revision {digest, at}
  *   repositories/<name>/_referrers/<alg>/<subject hex>/<alg>-<hex>  referrer descriptor
  *   pins/<alg>/<hex>                       GC root until a time {digest, until}
+ *   pending/<rand>                         digests a manifest push is about to reference
  *   gc/lock                                one GC at a time, with a lease
  *   gc/intents/<alg>-<hex>                 a sweep in progress (see ./gc.ts)
  *
@@ -116,6 +117,12 @@ export const PINS_PREFIX = 'pins/';
 
 export function pinKey(digest: Digest): string {
   return `${PINS_PREFIX}${digest.algorithm}/${digest.hex}`;
+}
+
+export const PENDING_PREFIX = 'pending/';
+
+export function newPendingKey(): string {
+  return `${PENDING_PREFIX}${Date.now().toString().padStart(15, '0')}-${randomBytes(8).toString('hex')}`;
 }
 
 export const GC_LOCK_KEY = 'gc/lock';

@@ -10,10 +10,11 @@
  * tags point at revisions and keep a history; referrers are indexed by subject at push.
  * Keys: ./layout.ts.
  */
+import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { referenceBlob } from './blob-index.js';
 import { collectBody } from './bytes.js';
-import { type Digest, isDigest, parseDigest } from './digest.js';
+import { type Digest, formatDigest, isDigest, parseDigest } from './digest.js';
 import type { Driver, SignalOptions } from './driver.js';
 import { blobError, isBlobcoreError } from './errors.js';
 import {
@@ -27,6 +28,7 @@ import {
   tagHistoryPrefix,
   tagKey,
 } from './layout.js';
+import { announceReferences } from './liveness.js';
 import {
   type Descriptor,
   effectiveArtifactType,
@@ -236,6 +238,22 @@ export class RepositoryManifests {
   async put(bytes: Uint8Array, options: ManifestPutOptions): Promise<ManifestInfo> {
     const tag = options.tag === undefined ? undefined : validateTag(options.tag);
     const parsed = parseManifest(bytes, options.mediaType);
+    const self = formatDigest('sha256', createHash('sha256').update(bytes).digest());
+    const children = [...parsed.blobs, ...parsed.manifests].map((d) => d.digest);
+    const done = await announceReferences(this.repo.driver, [self, ...children], options);
+    try {
+      return await this.putChecked(bytes, parsed, tag, options);
+    } finally {
+      await done();
+    }
+  }
+
+  private async putChecked(
+    bytes: Uint8Array,
+    parsed: ParsedManifest,
+    tag: string | undefined,
+    options: ManifestPutOptions,
+  ): Promise<ManifestInfo> {
     await this.checkChildren(parsed, options);
     const { digest, size } = await this.repo.store.put(bytes, { signal: options.signal });
     const parsedDigest = parseDigest(digest);
@@ -370,10 +388,31 @@ export class RepositoryTags {
     return record?.digest ?? null;
   }
 
-  /** Points a tag at a manifest already in this repository and records the revision. */
+  /**
+   * Points a tag at a manifest already in this repository and records the revision.
+   * The manifest is referenced first (liveness), and its revision record is re-read
+   * after the tag is written: if a concurrent prune removed it meanwhile, it is put
+   * back (prune re-reads the tags after removing a revision, so one of the two sees
+   * the other).
+   */
   async set(tag: string, digest: string, options: SignalOptions = {}): Promise<void> {
     validateTag(tag);
     const parsed = parseDigest(digest);
+    const done = await announceReferences(this.repo.driver, [parsed.value], options);
+    try {
+      await this.point(tag, parsed, options);
+    } finally {
+      await done();
+    }
+  }
+
+  private async point(tag: string, parsed: Digest, options: SignalOptions): Promise<void> {
+    const digest = parsed.value;
+    const key = manifestKey(this.repo.name, parsed);
+    const revision = await readJsonKey<ManifestRevision>(this.repo.driver, key, options);
+    if (!revision || !(await referenceBlob(this.repo.driver, parsed.value, options))) {
+      throw blobError('MANIFEST_UNKNOWN', `manifest ${digest} is not in ${this.repo.name}`);
+    }
     const now = Date.now();
     await writeJson(
       this.repo.driver,
@@ -383,6 +422,8 @@ export class RepositoryTags {
     );
     const record: TagRecord = { tag, digest: parsed.value, updated: new Date(now).toISOString() };
     await writeJson(this.repo.driver, tagKey(this.repo.name, tag), record, options);
+    if (!(await this.repo.driver.stat(key, options)))
+      await writeJson(this.repo.driver, key, revision, options);
   }
 
   /** Removes a tag and its history; the manifests stay (untagged). */

@@ -18,6 +18,7 @@ import { type Digest, type DigestAlgorithm, formatDigest, parseDigest } from './
 import type { Body, Driver, SignalOptions } from './driver.js';
 import { guardDriver } from './driver.js';
 import { blobError, isBlobcoreError, throwIfAborted } from './errors.js';
+import { collectGarbage, type GcOptions, type GcReport } from './gc.js';
 import {
   CATALOG_MARKER,
   CATALOG_PREFIX,
@@ -28,11 +29,14 @@ import {
   STORE_FORMAT,
   uploadStateKey,
 } from './layout.js';
+import { type PruneOptions, type PruneReport, prune } from './prune.js';
 import { listAll } from './records.js';
 import { type PageOptions, Repository } from './repository.js';
+import { type ScrubOptions, type ScrubReport, scrub } from './scrub.js';
 import { openDriver } from './store-url.js';
 import { HashTap, sliceBytes, verifyingTransform } from './stream/hashing.js';
 import { type StoreCounters, UploadManager } from './upload.js';
+import { type StoreUsage, usage } from './usage.js';
 
 export interface StoreOptions {
   /**
@@ -319,6 +323,26 @@ export class BlobStore {
 
   async unpin(digest: string, options: SignalOptions = {}): Promise<boolean> {
     return this.driver.delete(pinKey(parseDigest(digest)), options);
+  }
+
+  /** Online garbage collection (./gc.ts): safe while pushes continue. */
+  gc(options: GcOptions = {}): Promise<GcReport> {
+    return collectGarbage(this, options);
+  }
+
+  /** Retention: trims tag history and old untagged manifests (./prune.ts); GC then frees the bytes. */
+  prune(options: PruneOptions = {}): Promise<PruneReport> {
+    return prune(this, options);
+  }
+
+  /** Re-hashes every blob and reports (optionally quarantines) corrupt ones (./scrub.ts). */
+  scrub(options: ScrubOptions = {}): Promise<ScrubReport> {
+    return scrub(this, options);
+  }
+
+  /** Physical vs logical bytes and the dedup ratio (./usage.ts). */
+  usage(options: SignalOptions = {}): Promise<StoreUsage> {
+    return usage(this, options);
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,581 @@
+/**
+ * Online garbage collection: runs while pushes continue, and never loses a blob.
+ *
+ * Steps (each timed in the report):
+ *   lock        one GC per backend: `gc/lock` created create-only with a lease renewed
+ *               while running; a lease left by a dead GC expires and is taken over.
+ *   intents     finish what a crashed GC left half-swept (see `sweep`).
+ *   mark        roots: every tag, every tag-history revision, every manifest revision
+ *               (untagged: 'keep', the default) or only the young ones ('delete'),
+ *               pins, and anything committed or touched within `graceMs`. Marking
+ *               follows manifests to their config, layers and child manifests, and
+ *               keeps referrers of live manifests. Any error here aborts the run before
+ *               anything is deleted (fail closed).
+ *   candidates  unmarked blobs whose last liveness (commit or touch) is older than the
+ *               grace period, each with the etag of its touch record at that moment.
+ *   tombstone   an intent record per candidate (`gc/intents/…`): what will be swept and
+ *               the touch etag it was chosen with. Then the pending records of manifest
+ *               pushes in flight are read and the roots marked again; every candidate
+ *               named or reached is spared.
+ *   sweep       per candidate: delete the index, then re-read the touch record. If it
+ *               changed, a push referenced the blob since it was chosen: put the index
+ *               back. Otherwise delete the bytes, the touch record, and the repository
+ *               links, revisions and referrer entries naming it (each link re-created
+ *               if the blob was pushed again meanwhile). The proof that pushes and this
+ *               step cannot both miss each other is in ./liveness.ts.
+ *   uploads     uploads idle longer than `uploadTtlMs` are cancelled (multipart aborted).
+ *   orphans     data keys no index names (left by a crash between writing bytes and
+ *               index), not held by a live upload and older than `orphanGraceMs`, are
+ *               deleted. A put publishes its index right after its bytes, so this is the
+ *               one place that relies on time: the orphan grace must exceed the longest
+ *               single put (default 24 hours).
+ */
+import { type BlobIndex, readIndexRecord } from './blob-index.js';
+import { parseDigest } from './digest.js';
+import type { Driver, SignalOptions } from './driver.js';
+import { blobError, isBlobcoreError, throwIfAborted } from './errors.js';
+import {
+  CATALOG_MARKER,
+  CATALOG_PREFIX,
+  digestFromKey,
+  GC_INTENTS_PREFIX,
+  GC_LOCK_KEY,
+  gcIntentKey,
+  indexKey,
+  PENDING_PREFIX,
+  PINS_PREFIX,
+  repositoryPrefix,
+  touchKey,
+  UPLOADS_PREFIX,
+} from './layout.js';
+import { MediaTypes, parseManifest } from './manifest.js';
+import { listAll, readJsonKey, readRecord, swapRecord } from './records.js';
+import type { ManifestRevision, TagRecord } from './repository.js';
+import type { BlobStore } from './store.js';
+import type { UploadRecord } from './upload.js';
+
+export type GcPhase =
+  | 'lock'
+  | 'intents'
+  | 'mark'
+  | 'candidates'
+  | 'tombstone'
+  | 'sweep'
+  | 'uploads'
+  | 'orphans';
+
+export interface GcOptions extends SignalOptions {
+  /** Choose candidates and report them; change nothing. */
+  dryRun?: boolean;
+  /** Blobs committed or referenced this recently are kept. Default 1 hour. */
+  graceMs?: number;
+  /** Uploads idle this long are purged. Default 24 hours. */
+  uploadTtlMs?: number;
+  /** Unreferenced data keys this old are deleted. Default 24 hours. */
+  orphanGraceMs?: number;
+  /** Untagged manifest revisions: roots ('keep', default) or collected after the grace period. */
+  untagged?: 'keep' | 'delete';
+  /** Lease of the GC lock; renewed every third of it. Default 60 s. */
+  leaseMs?: number;
+  /** Parallel backend reads while scanning. Default 16. */
+  concurrency?: number;
+  onProgress?: (progress: { phase: GcPhase; done: number; total?: number }) => void;
+  /** Test hook: awaited after each phase (e.g. to hold GC between tombstone and sweep). */
+  afterPhase?: (phase: GcPhase) => Promise<void> | void;
+}
+
+export interface GcReport {
+  dryRun: boolean;
+  /** Blobs (layers, configs, manifests) reachable from roots. */
+  marked: number;
+  /** Digests chosen for sweeping. */
+  candidates: string[];
+  swept: number;
+  /** Candidates a concurrent push referenced after they were chosen: kept. */
+  resurrected: number;
+  bytesFreed: number;
+  uploadsPurged: number;
+  orphansRemoved: number;
+  durationMs: number;
+  phases: { phase: GcPhase; ms: number }[];
+}
+
+interface Candidate {
+  digest: string;
+  record: BlobIndex;
+  /** Etag of the touch record when chosen; null if it had none. */
+  touchEtag: string | null;
+}
+
+interface IntentRecord extends Candidate {
+  run: string;
+}
+
+const DEFAULTS = {
+  graceMs: 3_600_000,
+  uploadTtlMs: 86_400_000,
+  orphanGraceMs: 86_400_000,
+  leaseMs: 60_000,
+  concurrency: 16,
+};
+
+/** Runs `work` over items with at most `limit` in flight. */
+async function forEachLimit<T>(
+  items: Iterable<T>,
+  limit: number,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
+  const iterator = items[Symbol.iterator]();
+  let failed: unknown;
+  const lane = async () => {
+    for (let next = iterator.next(); !next.done && failed === undefined; next = iterator.next()) {
+      try {
+        await work(next.value);
+      } catch (error) {
+        failed ??= error;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: limit }, lane));
+  if (failed !== undefined) throw failed;
+}
+
+/** Lists every repository name in the catalog. */
+async function repositoryNames(driver: Driver, options: SignalOptions): Promise<string[]> {
+  const names: string[] = [];
+  for await (const key of listAll(driver, CATALOG_PREFIX, options)) {
+    if (key.endsWith(`/${CATALOG_MARKER}`))
+      names.push(key.slice(CATALOG_PREFIX.length, -CATALOG_MARKER.length - 1));
+  }
+  return names;
+}
+
+class GcLock {
+  private etag: string | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  lost = false;
+
+  constructor(
+    private readonly driver: Driver,
+    private readonly owner: string,
+    private readonly leaseMs: number,
+  ) {}
+
+  private record() {
+    return { owner: this.owner, expires: Date.now() + this.leaseMs, pid: process.pid };
+  }
+
+  async acquire(): Promise<void> {
+    // Without enforced create-only writes the check below is best effort: look first.
+    const existing = this.driver.capabilities.conditionalWrite ? null : await this.driver.stat(GC_LOCK_KEY);
+    this.etag = existing ? null : await swapRecord(this.driver, GC_LOCK_KEY, this.record(), null);
+    if (this.etag === null) {
+      const held = await readRecord<{ owner: string; expires: number }>(this.driver, GC_LOCK_KEY);
+      if (held && held.value.expires > Date.now()) {
+        throw blobError(
+          'UNAVAILABLE',
+          `a GC is already running on this store (${held.value.owner}, lease until ${new Date(held.value.expires).toISOString()})`,
+          { retryable: true },
+        );
+      }
+      this.etag = await swapRecord(this.driver, GC_LOCK_KEY, this.record(), held ? held.etag : null);
+      if (this.etag === null)
+        throw blobError('UNAVAILABLE', 'another GC took the lock first', { retryable: true });
+    }
+    this.timer = setInterval(() => void this.renew(), Math.max(10, this.leaseMs / 3));
+    this.timer.unref();
+  }
+
+  private async renew(): Promise<void> {
+    if (this.lost || this.etag === null) return;
+    try {
+      this.etag = await swapRecord(this.driver, GC_LOCK_KEY, this.record(), this.etag);
+      if (this.etag === null) this.lost = true;
+    } catch {
+      // A failed renewal is retried at the next tick; `check` fails closed once the lease runs out.
+    }
+  }
+
+  /** Throws once the lock is lost, so no deletion happens without it. */
+  check(): void {
+    if (this.lost) throw blobError('UNAVAILABLE', 'GC lost its lock (lease expired or taken over); stopped');
+  }
+
+  async release(): Promise<void> {
+    clearInterval(this.timer);
+    if (this.lost || this.etag === null) return;
+    const current = await this.driver.stat(GC_LOCK_KEY).catch(() => null);
+    if (current?.etag === this.etag) await this.driver.delete(GC_LOCK_KEY).catch(() => false);
+  }
+}
+
+export async function collectGarbage(store: BlobStore, options: GcOptions = {}): Promise<GcReport> {
+  return new GarbageCollector(store, options).run();
+}
+
+class GarbageCollector {
+  private readonly driver: Driver;
+  private readonly graceMs: number;
+  private readonly uploadTtlMs: number;
+  private readonly concurrency: number;
+  private readonly started = Date.now();
+  private readonly run_id =
+    `${process.pid}-${this.started.toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+  private readonly phases: { phase: GcPhase; ms: number }[] = [];
+  private readonly marked = new Set<string>();
+  private readonly swept = new Set<string>();
+  private lock: GcLock;
+  private report: GcReport;
+
+  constructor(
+    store: BlobStore,
+    private readonly options: GcOptions,
+  ) {
+    this.driver = store.driver;
+    this.graceMs = options.graceMs ?? DEFAULTS.graceMs;
+    this.uploadTtlMs = options.uploadTtlMs ?? DEFAULTS.uploadTtlMs;
+    this.concurrency = options.concurrency ?? DEFAULTS.concurrency;
+    this.lock = new GcLock(this.driver, this.run_id, options.leaseMs ?? DEFAULTS.leaseMs);
+    this.report = {
+      dryRun: options.dryRun === true,
+      marked: 0,
+      candidates: [],
+      swept: 0,
+      resurrected: 0,
+      bytesFreed: 0,
+      uploadsPurged: 0,
+      orphansRemoved: 0,
+      durationMs: 0,
+      phases: this.phases,
+    };
+  }
+
+  private get signal(): SignalOptions {
+    return { signal: this.options.signal };
+  }
+
+  private progress(phase: GcPhase, done: number, total?: number): void {
+    this.options.onProgress?.(total === undefined ? { phase, done } : { phase, done, total });
+  }
+
+  private async phase<T>(phase: GcPhase, work: () => Promise<T>): Promise<T> {
+    throwIfAborted(this.options.signal);
+    const begin = performance.now();
+    const result = await work();
+    this.phases.push({ phase, ms: Math.round(performance.now() - begin) });
+    await this.options.afterPhase?.(phase);
+    return result;
+  }
+
+  /** Before each deletion: the run must still hold the lock and not be aborted. */
+  private guard(): void {
+    throwIfAborted(this.options.signal);
+    this.lock.check();
+  }
+
+  async run(): Promise<GcReport> {
+    await this.phase('lock', () => this.lock.acquire());
+    try {
+      if (!this.report.dryRun) await this.phase('intents', () => this.finishIntents());
+      await this.phase('mark', () => this.mark());
+      this.report.marked = this.marked.size;
+      let candidates = await this.phase('candidates', () => this.chooseCandidates());
+      if (this.report.dryRun) candidates = (await this.stillGarbage(candidates)).sweep;
+      this.report.candidates = candidates.map((c) => c.digest).sort();
+      if (!this.report.dryRun) {
+        await this.phase('tombstone', () => this.tombstone(candidates));
+        await this.phase('sweep', () => this.sweep(candidates));
+      }
+      const live = await this.phase('uploads', () => this.purgeUploads());
+      await this.phase('orphans', () => this.removeOrphans(live));
+    } finally {
+      await this.lock.release();
+    }
+    this.report.durationMs = Date.now() - this.started;
+    return this.report;
+  }
+
+  // ── mark ──────────────────────────────────────────────────────────────────────────
+
+  /**
+   * Marks from every root. Run once before choosing candidates and again just before
+   * sweeping, so references written while GC ran (a tag pushed after the first pass)
+   * are seen; marking again is cheap for what is already marked.
+   */
+  private async mark(): Promise<void> {
+    const now = Date.now();
+    const roots = new Map<string, string | undefined>(); // digest → media type when known
+    const revisions: ManifestRevision[] = [];
+    const repositories = await repositoryNames(this.driver, this.signal);
+    for (const name of repositories) {
+      const prefix = repositoryPrefix(name);
+      for await (const key of listAll(this.driver, `${prefix}_manifests/`, this.signal)) {
+        const revision = await readJsonKey<ManifestRevision>(this.driver, key, this.signal);
+        if (!revision) continue;
+        revisions.push(revision);
+        const young = now - Date.parse(revision.created) < this.graceMs;
+        if (this.options.untagged !== 'delete' || young) roots.set(revision.digest, revision.mediaType);
+      }
+      for await (const key of listAll(this.driver, `${prefix}_tags/`, this.signal)) {
+        const tag = await readJsonKey<TagRecord>(this.driver, key, this.signal);
+        if (tag && !roots.has(tag.digest)) roots.set(tag.digest, undefined);
+      }
+      for await (const key of listAll(this.driver, `${prefix}_history/`, this.signal)) {
+        const entry = await readJsonKey<{ digest: string }>(this.driver, key, this.signal);
+        if (entry && !roots.has(entry.digest)) roots.set(entry.digest, undefined);
+      }
+    }
+    for await (const key of listAll(this.driver, PINS_PREFIX, this.signal)) {
+      const pin = await readJsonKey<{ digest: string; until: string }>(this.driver, key, this.signal);
+      if (pin && Date.parse(pin.until) > now) this.marked.add(pin.digest);
+    }
+    const mediaTypes = new Map(revisions.map((r) => [r.digest, r.mediaType]));
+    for (const [digest, mediaType] of roots)
+      await this.markManifest(digest, mediaType ?? mediaTypes.get(digest));
+    // Referrers of live manifests stay live, and so do theirs.
+    for (let changed = true; changed; ) {
+      changed = false;
+      for (const revision of revisions) {
+        if (revision.subject && this.marked.has(revision.subject) && !this.marked.has(revision.digest)) {
+          await this.markManifest(revision.digest, revision.mediaType);
+          changed = true;
+        }
+      }
+    }
+  }
+
+  /**
+   * Candidates still safe to sweep: not named by a manifest push in flight (read first)
+   * and not reachable from a root written since the first mark (marked again after).
+   * A push that finished before the pending read wrote its tag before the second mark;
+   * one still running is in the pending read. See ./liveness.ts.
+   */
+  private async stillGarbage(chosen: Candidate[]): Promise<{ sweep: Candidate[]; spared: Candidate[] }> {
+    const pending = await this.pendingReferences();
+    await this.mark();
+    const sweep: Candidate[] = [];
+    const spared: Candidate[] = [];
+    for (const candidate of chosen) {
+      (pending.has(candidate.digest) || this.marked.has(candidate.digest) ? spared : sweep).push(candidate);
+    }
+    return { sweep, spared };
+  }
+
+  /** Marks a manifest and everything it names. Fails closed on anything unreadable. */
+  private async markManifest(digest: string, mediaType: string | undefined): Promise<void> {
+    if (this.marked.has(digest)) return;
+    const index = await readIndexRecord(this.driver, digest, this.signal);
+    if (!index)
+      throw blobError('BLOB_UNKNOWN', `GC stopped before sweeping: root manifest ${digest} is not stored`);
+    const chunks: Buffer[] = [];
+    for await (const chunk of await this.driver.read(index.data, this.signal)) chunks.push(chunk as Buffer);
+    const bytes = Buffer.concat(chunks);
+    const type = mediaType ?? sniffMediaType(bytes);
+    const parsed = parseManifest(bytes, type);
+    this.marked.add(digest);
+    this.progress('mark', this.marked.size);
+    for (const blob of parsed.blobs) this.marked.add(blob.digest);
+    for (const child of parsed.manifests) await this.markManifest(child.digest, child.mediaType);
+  }
+
+  // ── candidates, tombstones, sweep ─────────────────────────────────────────────────
+
+  private async chooseCandidates(): Promise<Candidate[]> {
+    const unmarked: string[] = [];
+    for await (const key of listAll(this.driver, 'blobs/', this.signal)) {
+      const digest = digestFromKey(key);
+      if (!this.marked.has(digest)) unmarked.push(digest);
+    }
+    const candidates: Candidate[] = [];
+    const oldest = Date.now() - this.graceMs;
+    let done = 0;
+    await forEachLimit(unmarked, this.concurrency, async (digest) => {
+      const touch = await this.driver.stat(touchKey(digest), this.signal);
+      const record = await readIndexRecord(this.driver, digest, this.signal);
+      this.progress('candidates', ++done, unmarked.length);
+      if (!record) return;
+      const lastLive = Math.max(Date.parse(record.created), touch ? touch.modified.getTime() : 0);
+      if (lastLive > oldest) return;
+      candidates.push({ digest, record, touchEtag: touch?.etag ?? null });
+    });
+    return candidates;
+  }
+
+  private async tombstone(candidates: Candidate[]): Promise<void> {
+    let done = 0;
+    await forEachLimit(candidates, this.concurrency, async (candidate) => {
+      this.guard();
+      const intent: IntentRecord = { ...candidate, run: this.run_id };
+      const key = gcIntentKey(parseDigest(candidate.digest));
+      await this.driver.write(key, Buffer.from(JSON.stringify(intent)), this.signal);
+      this.progress('tombstone', ++done, candidates.length);
+    });
+  }
+
+  /** Digests named by manifest pushes in flight (./liveness.ts); stale records are dropped. */
+  private async pendingReferences(): Promise<Set<string>> {
+    const named = new Set<string>();
+    const oldest = Date.now() - this.uploadTtlMs;
+    for await (const key of listAll(this.driver, PENDING_PREFIX, this.signal)) {
+      const pending = await readJsonKey<{ digests: string[]; at: number }>(this.driver, key, this.signal);
+      if (!pending) continue;
+      if (pending.at < oldest) {
+        if (!this.report.dryRun) await this.driver.delete(key, this.signal);
+        continue;
+      }
+      for (const digest of pending.digests) named.add(digest);
+    }
+    return named;
+  }
+
+  private async sweep(chosen: Candidate[]): Promise<void> {
+    const { sweep: candidates, spared } = await this.stillGarbage(chosen);
+    for (const candidate of spared) {
+      this.report.resurrected += 1;
+      await this.driver.delete(gcIntentKey(parseDigest(candidate.digest)), this.signal);
+    }
+    let done = 0;
+    await forEachLimit(candidates, this.concurrency, async (candidate) => {
+      this.guard();
+      await this.sweepOne(candidate);
+      this.progress('sweep', ++done, candidates.length);
+    });
+    if (this.swept.size > 0) await this.removeReferences();
+  }
+
+  /** Deletes one blob unless a push touched it since it was chosen (then restores it). */
+  private async sweepOne(candidate: Candidate, indexGone = false): Promise<void> {
+    const { digest, record } = candidate;
+    const key = indexKey(digest);
+    if (!indexGone) await this.driver.delete(key, this.signal);
+    const touch = await this.driver.stat(touchKey(digest), this.signal);
+    if ((touch?.etag ?? null) !== candidate.touchEtag) {
+      await this.restore(candidate);
+      this.report.resurrected += 1;
+    } else {
+      await this.driver.delete(record.data, this.signal);
+      await this.driver.delete(touchKey(digest), this.signal);
+      this.swept.add(digest);
+      this.report.swept += 1;
+      this.report.bytesFreed += record.size;
+    }
+    await this.driver.delete(gcIntentKey(parseDigest(digest)), this.signal);
+  }
+
+  /** Puts a resurrected blob's index back; if a fresh copy was published meanwhile, drops ours. */
+  private async restore(candidate: Candidate): Promise<void> {
+    try {
+      await this.driver.write(indexKey(candidate.digest), Buffer.from(JSON.stringify(candidate.record)), {
+        ifNoneMatch: '*',
+        signal: this.options.signal,
+      });
+    } catch (error) {
+      if (!isBlobcoreError(error, 'PRECONDITION_FAILED')) throw error;
+      const current = await readIndexRecord(this.driver, candidate.digest, this.signal);
+      if (current && current.data !== candidate.record.data)
+        await this.driver.delete(candidate.record.data, this.signal);
+    }
+  }
+
+  /**
+   * Removes links, revisions and referrer entries naming swept digests. Each is deleted,
+   * then the index is checked: if the digest was pushed again meanwhile, the entry is
+   * written back (a push writes its link after publishing the index).
+   */
+  private async removeReferences(): Promise<void> {
+    for (const name of await repositoryNames(this.driver, this.signal)) {
+      const prefix = repositoryPrefix(name);
+      for (const section of ['_blobs/', '_manifests/', '_referrers/']) {
+        for await (const key of listAll(this.driver, prefix + section, this.signal)) {
+          const last = key.slice(key.lastIndexOf('/') + 1);
+          const digest = section === '_referrers/' ? last.replace('-', ':') : digestFromKey(key);
+          if (!this.swept.has(digest)) continue;
+          this.guard();
+          const entry = await readJsonKey<unknown>(this.driver, key, this.signal);
+          await this.driver.delete(key, this.signal);
+          if (entry !== null && (await this.driver.stat(indexKey(digest), this.signal))) {
+            await this.driver.write(key, Buffer.from(JSON.stringify(entry)), this.signal);
+          }
+        }
+      }
+    }
+  }
+
+  /** A crashed GC's intents: sweep or restore each, by the same rule as `sweepOne`. */
+  private async finishIntents(): Promise<void> {
+    for await (const key of listAll(this.driver, GC_INTENTS_PREFIX, this.signal)) {
+      this.guard();
+      const intent = await readJsonKey<IntentRecord>(this.driver, key, this.signal);
+      if (!intent) continue;
+      const current = await readIndexRecord(this.driver, intent.digest, this.signal);
+      if (!current) {
+        await this.sweepOne(intent, true);
+      } else {
+        // Never deleted, or restored, or pushed again: nothing to finish but stray bytes.
+        if (current.data !== intent.record.data) await this.driver.delete(intent.record.data, this.signal);
+        await this.driver.delete(key, this.signal);
+      }
+    }
+    if (this.swept.size > 0) await this.removeReferences();
+  }
+
+  // ── uploads and orphans ───────────────────────────────────────────────────────────
+
+  /** Purges idle uploads; returns the data keys live uploads may still assemble into. */
+  private async purgeUploads(): Promise<Set<string>> {
+    const live = new Set<string>();
+    const oldest = Date.now() - this.uploadTtlMs;
+    for await (const key of listAll(this.driver, UPLOADS_PREFIX, this.signal)) {
+      if (!key.endsWith('/state')) continue;
+      const record = await readJsonKey<UploadRecord>(this.driver, key, this.signal);
+      if (!record) continue;
+      if (Date.parse(record.updated) > oldest || this.report.dryRun) {
+        live.add(record.dataKey);
+        continue;
+      }
+      this.guard();
+      await this.driver.delete(key, this.signal);
+      if (record.multipart) await this.driver.abortMultipart(record.multipart, this.signal).catch(() => {});
+      for await (const tail of listAll(this.driver, key.slice(0, -'state'.length), this.signal)) {
+        await this.driver.delete(tail, this.signal);
+      }
+      this.report.uploadsPurged += 1;
+    }
+    return live;
+  }
+
+  /** Deletes bytes nothing names: data keys without an index, tails without an upload. */
+  private async removeOrphans(liveUploads: Set<string>): Promise<void> {
+    const referenced = new Set<string>();
+    const indexes: string[] = [];
+    for await (const key of listAll(this.driver, 'blobs/', this.signal)) indexes.push(digestFromKey(key));
+    await forEachLimit(indexes, this.concurrency, async (digest) => {
+      const record = await readIndexRecord(this.driver, digest, this.signal);
+      if (record) referenced.add(record.data);
+    });
+    const oldest = Date.now() - (this.options.orphanGraceMs ?? DEFAULTS.orphanGraceMs);
+    const orphans: string[] = [];
+    for await (const key of listAll(this.driver, 'data/', this.signal)) {
+      if (!referenced.has(key) && !liveUploads.has(key)) orphans.push(key);
+    }
+    await forEachLimit(orphans, this.concurrency, async (key) => {
+      const stat = await this.driver.stat(key, this.signal);
+      // Younger bytes may belong to a put that has not published its index yet.
+      if (!stat || stat.modified.getTime() > oldest || this.report.dryRun) return;
+      this.guard();
+      this.report.orphansRemoved += 1;
+      await this.driver.delete(key, this.signal);
+    });
+  }
+}
+
+/** Media type of a manifest reached through a tag only: its `mediaType` field, else OCI image. */
+function sniffMediaType(bytes: Buffer): string {
+  try {
+    const body = JSON.parse(bytes.toString('utf8')) as { mediaType?: unknown; manifests?: unknown };
+    if (typeof body.mediaType === 'string') return body.mediaType;
+    return Array.isArray(body.manifests) ? MediaTypes.ociIndex : MediaTypes.ociManifest;
+  } catch {
+    throw blobError('MANIFEST_INVALID', 'GC stopped before sweeping: a root manifest is not valid JSON');
+  }
+}
