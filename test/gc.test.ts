@@ -237,7 +237,9 @@ describe('garbage collection', () => {
         const report = await gcStore.gc({
           graceMs: 40,
           untagged: 'delete',
-          afterPhase: () => sleep(next() * 15),
+          afterPhase: async () => {
+            await sleep(next() * 15);
+          },
         });
         gcRuns += 1;
         swept += report.swept;
