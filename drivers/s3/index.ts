@@ -61,6 +61,7 @@ import {
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
+  ListPartsCommand,
   PutObjectCommand,
   S3Client,
   type S3ClientConfig,
@@ -287,17 +288,35 @@ class S3Driver implements Driver {
     return full;
   }
 
+  /**
+   * Sends one command; every failure becomes a BlobcoreError (./errors.ts). With a
+   * streamed `body`, a failing body (source error, size or abort check in the guard)
+   * aborts the request at once — piping does not forward errors, so the request would
+   * otherwise wait for bytes that never come — and that failure is what rejects.
+   */
   private async send<T>(
     command: object,
     context: Omit<S3ErrorContext, 'bucket' | 'signal'>,
     signal: AbortSignal | undefined,
+    body?: Readable,
   ): Promise<T> {
     throwIfAborted(signal);
+    let bodyFailure: { error: unknown } | undefined;
+    let combined = signal;
+    if (body) {
+      const local = new AbortController();
+      body.once('error', (error) => {
+        bodyFailure = { error };
+        local.abort(error);
+      });
+      combined = signal ? AbortSignal.any([signal, local.signal]) : local.signal;
+    }
     try {
       // One entry point for every command; each caller names the output fields it reads.
       const send = this.#client.send.bind(this.#client) as (c: object, o: object) => Promise<unknown>;
-      return (await send(command, signal ? { abortSignal: signal } : {})) as T;
+      return (await send(command, combined ? { abortSignal: combined } : {})) as T;
     } catch (error) {
+      if (bodyFailure) throw bodyFailure.error;
       throw s3Error(error, { ...context, bucket: this.#config.bucket, signal });
     }
   }
@@ -336,6 +355,16 @@ class S3Driver implements Driver {
         });
     }
     return this.#bucketChecked;
+  }
+
+  /** The etag a write answered with; radosgw 16 answers CompleteMultipartUpload with an empty one: ask. */
+  private async etagOf(
+    etag: string | undefined,
+    objectKey: string,
+    signal: AbortSignal | undefined,
+  ): Promise<string> {
+    if (etag) return etag;
+    return (await this.head(objectKey, signal))?.etag ?? '';
   }
 
   private async head(objectKey: string, signal: AbortSignal | undefined): Promise<ObjectStat | null> {
@@ -475,8 +504,9 @@ class S3Driver implements Driver {
       }),
       { operation: 'PutObject', key: objectKey },
       signal,
+      Buffer.isBuffer(body) ? undefined : body,
     );
-    const etag = out.ETag ?? (await this.head(objectKey, signal))?.etag ?? '';
+    const etag = await this.etagOf(out.ETag, objectKey, signal);
     return { etag, size };
   }
 
@@ -630,7 +660,7 @@ class S3Driver implements Driver {
         { operation: 'CompleteMultipartUpload', key: objectKey },
         signal,
       );
-      return { etag: done.ETag ?? (await this.head(objectKey, signal))?.etag ?? '', size: total };
+      return { etag: await this.etagOf(done.ETag, objectKey, signal), size: total };
     } catch (error) {
       await Promise.allSettled([...inflight]);
       await this.abortUpload(objectKey, uploadId).catch(() => undefined);
@@ -750,6 +780,7 @@ class S3Driver implements Driver {
         }),
         { operation: 'UploadPart', key: objectKey, multipart: true },
         signal,
+        Buffer.isBuffer(payload) ? undefined : payload,
       );
       return { partNumber, size, etag: out.ETag ?? '' };
     } finally {
@@ -777,17 +808,53 @@ class S3Driver implements Driver {
       await this.abortMultipart(handle).catch(() => undefined);
       return result;
     }
-    const out = await this.send<{ ETag?: string }>(
-      new CompleteMultipartUploadCommand({
-        Bucket: this.#config.bucket,
-        Key: objectKey,
-        UploadId: uploadId,
-        MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
-      }),
-      { operation: 'CompleteMultipartUpload', key: objectKey, multipart: true },
-      signal,
-    );
-    return { etag: out.ETag ?? (await this.head(objectKey, signal))?.etag ?? '', size };
+    let out: { ETag?: string };
+    try {
+      out = await this.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.#config.bucket,
+          Key: objectKey,
+          UploadId: uploadId,
+          MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag })) },
+        }),
+        { operation: 'CompleteMultipartUpload', key: objectKey, multipart: true },
+        signal,
+      );
+    } catch (error) {
+      // radosgw 16 answers the completion of an aborted or unknown upload with 500
+      // InternalError ("This multipart completion is already in progress"): ask ListParts.
+      if (isBlobcoreError(error, 'UNAVAILABLE') && (await this.uploadGone(objectKey, uploadId, signal))) {
+        throw blobError('BLOB_UPLOAD_UNKNOWN', `no multipart upload in progress for ${handle.key}`, {
+          driver: 's3',
+          cause: error,
+        });
+      }
+      throw error;
+    }
+    return { etag: await this.etagOf(out.ETag, objectKey, signal), size };
+  }
+
+  /** True when ListParts says the upload does not exist (radosgw: NoSuchKey; others: NoSuchUpload). */
+  private async uploadGone(
+    objectKey: string,
+    uploadId: string,
+    signal: AbortSignal | undefined,
+  ): Promise<boolean> {
+    try {
+      await this.send(
+        new ListPartsCommand({
+          Bucket: this.#config.bucket,
+          Key: objectKey,
+          UploadId: uploadId,
+          MaxParts: 1,
+        }),
+        { operation: 'ListParts', key: objectKey, multipart: true },
+        signal,
+      );
+      return false;
+    } catch (error) {
+      return isBlobcoreError(error, 'BLOB_UPLOAD_UNKNOWN');
+    }
   }
 
   private async abortUpload(objectKey: string, uploadId: string, signal?: AbortSignal): Promise<void> {
@@ -857,7 +924,7 @@ class S3Driver implements Driver {
         signal,
       );
       return {
-        etag: out.CopyObjectResult?.ETag ?? (await this.head(target, signal))?.etag ?? '',
+        etag: await this.etagOf(out.CopyObjectResult?.ETag, target, signal),
         size: stat.size,
       };
     }
@@ -897,7 +964,7 @@ class S3Driver implements Driver {
         { operation: 'CompleteMultipartUpload', key: target, multipart: true },
         signal,
       );
-      return { etag: done.ETag ?? '', size: stat.size };
+      return { etag: await this.etagOf(done.ETag, target, signal), size: stat.size };
     } catch (error) {
       await this.abortUpload(target, uploadId).catch(() => undefined);
       throw error;
