@@ -174,7 +174,9 @@ export function s3Error(error: unknown, context: S3ErrorContext): BlobcoreError 
   const key =
     context.key !== undefined && context.key.length > 120 ? `${context.key.slice(0, 120)}…` : context.key;
   const where = key === undefined ? `s3://${context.bucket}` : `s3://${context.bucket}/${key}`;
-  const what = [summary.name, summary.status && `HTTP ${summary.status}`].filter(Boolean).join(' ');
+  const what = [summary.name, summary.status && `HTTP ${summary.status}`, summary.code]
+    .filter(Boolean)
+    .join(' ');
   const message = `${context.operation} ${where}: ${what}${why ? ` — ${why}` : ''}`;
   return blobError(code, message, { driver: 's3', retryable, cause: new S3ErrorCause(summary) });
 }
