@@ -68,19 +68,66 @@ export async function* guardBody(
   signal: AbortSignal | undefined,
 ): AsyncGenerator<Uint8Array> {
   let total = 0;
-  for await (const chunk of body) {
-    throwIfAborted(signal);
-    if (!(chunk instanceof Uint8Array)) throw blobError('SIZE_INVALID', 'body chunks must be Uint8Array');
-    total += chunk.byteLength;
-    if (size !== undefined && total > size) {
-      throw blobError('SIZE_INVALID', `body is longer than the declared ${size} bytes`);
+  const iterator = body[Symbol.asyncIterator]();
+  let done = false;
+  try {
+    while (true) {
+      // A source that stalls must not keep an aborted write waiting for its next chunk.
+      const next = await nextOrAbort(iterator, signal);
+      throwIfAborted(signal);
+      if (next.done) {
+        done = true;
+        break;
+      }
+      const chunk = next.value;
+      if (!(chunk instanceof Uint8Array)) throw blobError('SIZE_INVALID', 'body chunks must be Uint8Array');
+      total += chunk.byteLength;
+      if (size !== undefined && total > size) {
+        throw blobError('SIZE_INVALID', `body is longer than the declared ${size} bytes`);
+      }
+      yield chunk;
     }
-    yield chunk;
+  } finally {
+    if (!done) {
+      // Close the source; after an abort its pending next() may never settle, so don't wait.
+      const closing = iterator.return?.();
+      if (closing) {
+        if (signal?.aborted) closing.catch(() => {});
+        else await closing;
+      }
+    }
   }
   throwIfAborted(signal);
   if (size !== undefined && total !== size) {
     throw blobError('SIZE_INVALID', `body has ${total} bytes, declared ${size}`);
   }
+}
+
+/** `iterator.next()`, or ABORTED as soon as the signal fires while it is pending. */
+function nextOrAbort<T>(
+  iterator: AsyncIterator<T>,
+  signal: AbortSignal | undefined,
+): Promise<IteratorResult<T>> {
+  throwIfAborted(signal);
+  const next = iterator.next();
+  if (!signal) return next;
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      next.catch(() => {});
+      reject(abortedError(signal));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    next.then(
+      (result) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(result);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 function guardedBody(body: Body, size: number | undefined, signal: AbortSignal | undefined): Body {
