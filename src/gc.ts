@@ -66,22 +66,22 @@ export type GcPhase =
 
 export interface GcOptions extends SignalOptions {
   /** Choose candidates and report them; change nothing. */
-  dryRun?: boolean;
+  dryRun?: boolean | undefined;
   /** Blobs committed or referenced this recently are kept. Default 1 hour. */
-  graceMs?: number;
+  graceMs?: number | undefined;
   /** Uploads idle this long are purged. Default 24 hours. */
-  uploadTtlMs?: number;
+  uploadTtlMs?: number | undefined;
   /** Unreferenced data keys this old are deleted. Default 24 hours. */
-  orphanGraceMs?: number;
+  orphanGraceMs?: number | undefined;
   /** Untagged manifest revisions: roots ('keep', default) or collected after the grace period. */
-  untagged?: 'keep' | 'delete';
+  untagged?: 'keep' | 'delete' | undefined;
   /** Lease of the GC lock; renewed every third of it. Default 60 s. */
-  leaseMs?: number;
+  leaseMs?: number | undefined;
   /** Parallel backend reads while scanning. Default 16. */
-  concurrency?: number;
-  onProgress?: (progress: { phase: GcPhase; done: number; total?: number }) => void;
+  concurrency?: number | undefined;
+  onProgress?: ((progress: { phase: GcPhase; done: number; total?: number }) => void) | undefined;
   /** Test hook: awaited after each phase (e.g. to hold GC between tombstone and sweep). */
-  afterPhase?: (phase: GcPhase) => Promise<void> | void;
+  afterPhase?: ((phase: GcPhase) => Promise<void> | void) | undefined;
 }
 
 export interface GcReport {

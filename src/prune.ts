@@ -20,12 +20,12 @@ import type { BlobStore } from './store.js';
 
 export interface PruneOptions extends SignalOptions {
   /** Keep this many newest revisions per tag (at least 1). Default: keep all. */
-  keepRevisions?: number;
+  keepRevisions?: number | undefined;
   /** Remove untagged manifests older than this. Default: keep all. */
-  untaggedOlderThanMs?: number;
+  untaggedOlderThanMs?: number | undefined;
   /** Only these repositories. Default: all. */
-  repositories?: string[];
-  dryRun?: boolean;
+  repositories?: string[] | undefined;
+  dryRun?: boolean | undefined;
 }
 
 export interface PruneReport {

@@ -14,8 +14,8 @@ import { listAll } from './records.js';
 import type { BlobStore } from './store.js';
 
 export interface ScrubOptions extends SignalOptions {
-  quarantine?: boolean;
-  onProgress?: (progress: { checked: number; bytes: number }) => void;
+  quarantine?: boolean | undefined;
+  onProgress?: ((progress: { checked: number; bytes: number }) => void) | undefined;
 }
 
 export interface ScrubReport {

@@ -4,8 +4,10 @@
  *
  *   memory:                  a private in-memory backend
  *   memory://name            a process-wide in-memory backend shared by name
- *   file:///abs/path         the filesystem driver (query: durability=none|data|full)
- *   pvc:///mount/path        the shared-volume driver (see drivers/pvc/README.md)
+ *   file:///abs/path         the filesystem driver (drivers/fs/README.md)
+ *   pvc:///mount/path        the shared-volume driver (drivers/pvc/README.md)
+ *   s3://bucket/prefix?…     S3 and S3-compatible stores (drivers/s3/README.md)
+ *   azure://container/prefix Azure Blob Storage (drivers/azure/README.md)
  */
 import type { Driver } from './driver.js';
 import { blobError } from './errors.js';
@@ -17,6 +19,10 @@ const openers: Record<string, DriverOpener> = {
     const { createMemoryDriver, namedMemoryBackend } = await import('../drivers/memory/index.js');
     return url.host ? createMemoryDriver({ backend: namedMemoryBackend(url.host) }) : createMemoryDriver();
   },
+  'file:': async (url) => (await import('../drivers/fs/index.js')).createFsDriverFromUrl(url),
+  'pvc:': async (url) => (await import('../drivers/pvc/index.js')).createPvcDriverFromUrl(url),
+  's3:': async (url) => (await import('../drivers/s3/index.js')).s3DriverFromUrl(url),
+  'azure:': async (url) => (await import('../drivers/azure/index.js')).azureDriverFromUrl(url),
 };
 
 /** Lets a driver package add a scheme (`registerDriverScheme('gs:', …)`). */

@@ -4,6 +4,7 @@
  *   selftest [store-url]          put, get, chunked upload resumed by a second process
  *   conformance <store-url>       run the conformance suite against a backend
  *   bench [store-url…] [--quick]  throughput benchmarks (see bench/)
+ *   gc | prune | scrub | du       maintenance (./maintenance.ts)
  */
 import { isBlobcoreError } from '../errors.js';
 
@@ -14,6 +15,13 @@ commands:
                                     default store: a temporary file: directory
   conformance <store-url> [--json]  run the driver and store conformance suites against a backend
   bench [store-url...] [--quick]    measure throughput (default store: a temporary file: directory)
+  gc <store-url> [--dry-run] [--grace 1h] [--untagged keep|delete] [--json]
+                                    online garbage collection (safe while pushes continue)
+  prune <store-url> [--keep-revisions N] [--untagged-older-than 7d] [--dry-run] [--json]
+                                    retention: trim tag history and old untagged manifests
+  scrub <store-url> [--quarantine] [--json]
+                                    re-hash every blob; exit 1 if any is corrupt
+  du <store-url> [--json]           physical and logical bytes, dedup ratio
   help                              this text
 `;
 
@@ -24,6 +32,10 @@ const commands: Record<string, () => Promise<Command>> = {
   'selftest-child': async () => (await import('./selftest.js')).selftestChild,
   conformance: async () => (await import('./conformance.js')).conformance,
   bench: async () => (await import('../../bench/cli.js')).bench,
+  gc: async () => (await import('./maintenance.js')).gc,
+  prune: async () => (await import('./maintenance.js')).pruneCommand,
+  scrub: async () => (await import('./maintenance.js')).scrubCommand,
+  du: async () => (await import('./maintenance.js')).du,
 };
 
 export async function main(argv: string[]): Promise<number> {

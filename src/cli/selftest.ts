@@ -66,7 +66,7 @@ export async function selftest(args: string[]): Promise<number> {
     say('upload in chunks', `${upload.id}: ${offset} bytes in 3 chunks, then handing over`);
     const child = await runChild(url, upload.id, offset);
     check(child.code === 0, `second process failed:\n${child.output}`);
-    process.stdout.write(child.output.replace(/^/gm, '    | '));
+    process.stdout.write(`${child.output.trimEnd().replace(/^/gm, '    | ')}\n`);
     const stat = await store.stat(expected);
     check(stat?.size === UPLOAD_SIZE, 'committed blob is missing or has the wrong size');
     const uploaded = await collectBody(await store.get(expected, { verify: true }));
