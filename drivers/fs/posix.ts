@@ -1,0 +1,1489 @@
+/**
+ * The POSIX engine behind the fs and pvc drivers (one implementation, two profiles).
+ *
+ * On-disk layout, format v1 (a volume moves freely between the fs and pvc drivers):
+ *
+ *   <root>/v1/FORMAT                      {"format":"blobcore-posix","version":1,...}
+ *   <root>/v1/objects/<s1>,/<s2>,/…/<sN>  object with key `s1/s2/…/sN`: directory segments
+ *                                         carry a `,` suffix (`,` is not a key character), so
+ *                                         keys `a` and `a/b` can both exist; the last segment
+ *                                         is the file name, unchanged. A 255-byte directory
+ *                                         segment (no room for the suffix) is stored as
+ *                                         `,<sha256 hex of it>` holding a `,name` file with the
+ *                                         segment. Sharding comes from the keys: the store uses
+ *                                         `blobs/sha256/ab/cd/<hex>` and `data/ab/cd/<id>`, i.e.
+ *                                         65,536 leaf directories, ~150 entries each at 10M blobs.
+ *   <root>/v1/tmp/<owner>.<rand>.tmp      temp files of writes in flight (same filesystem, so
+ *                                         rename never hits EXDEV); never listed
+ *   <root>/v1/tmp/<owner>.<rand>.dead     staging directories being removed
+ *   <root>/v1/staging/<uploadId>/         one multipart upload:
+ *        meta.json                        {"key": target key, "created": ...}
+ *        data                             the object being assembled, parts written in place
+ *        r.<part>.<offset>.<size>.<etag>  receipt of a written part (empty file)
+ *        c.<start>.<end|x>.<owner>.<rand> claim on a byte range while a part is written;
+ *                                         `c.0.x.…` is the seal taken by completion
+ *        complete.json                    {"key","etag","size"} written just before publishing
+ *   <root>/v1/locks/<sha256(key)[0..40]>  per-key lock files (O_EXCL), see ./owner.ts
+ *
+ * Writes: body → exclusive temp file (large batched writes, no per-chunk fsync) → mtime set
+ * to a random instant within the last two seconds (etag entropy, see below) → fsync per
+ * durability → publish:
+ *   - create-only (`ifNoneMatch: '*'`): link(temp, final); EEXIST → PRECONDITION_FAILED.
+ *     Without hard links: under the key lock, check absence and rename.
+ *   - `ifMatch` and unconditional writes: under the key lock, compare the current etag
+ *     (re-read from the server: open+fstat on network filesystems) and rename(temp, final).
+ *   - delete: under the key lock, unlink. So every check-then-act on a key is serialized
+ *     across processes, and link-based create-only needs no lock at all.
+ *   then fsync the parent directory when durability is `full`.
+ * Etag: `"<ino>-<mtime ns>-<size>"` (base 36). Objects are never modified in place, so a
+ * new version is a new inode; because ext4 reuses freed inode numbers at once, the mtime
+ * of every published file is stamped explicitly at sub-microsecond resolution (see
+ * `stampSeconds`), so an inode reused by a later version still gets a new etag.
+ *
+ * Multipart: parts are written with pwrite at their offset into staging `data`; a writer
+ * first creates a claim for its byte range, then lists the claims: if another live claim
+ * overlaps it backs off with PRECONDITION_FAILED (both may back off, never both proceed),
+ * then it removes receipts its range overlaps, writes, fdatasyncs (durability data/full),
+ * and creates its receipt. Completion takes the seal claim (same rule), checks the
+ * receipts of the given parts (same etag, contiguous from 0), truncates, fsyncs, records
+ * complete.json and renames `data` onto the key: O(1) in the object size. A retried
+ * completion after a crash finds complete.json and the published object and succeeds.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  type BigIntStats,
+  chmodSync,
+  closeSync,
+  type Dirent,
+  fstatSync,
+  futimesSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
+import { Readable } from 'node:stream';
+import type {
+  Body,
+  Driver,
+  DriverCapabilities,
+  DriverLimits,
+  ListOptions,
+  ListPage,
+  MultipartHandle,
+  ObjectStat,
+  PartRef,
+  ReadOptions,
+  SignalOptions,
+  StorageUsage,
+  WriteOptions,
+  WriteResult,
+} from '../../src/driver.js';
+import { DEFAULT_LIST_LIMIT } from '../../src/driver.js';
+import { BlobcoreError, blobError, throwIfAborted } from '../../src/errors.js';
+import { MAX_SEGMENT_BYTES, validateKey } from '../../src/keys.js';
+import { type DetectedMount, detectMount } from './mountinfo.js';
+import {
+  breakStale,
+  currentOwner,
+  isStale,
+  KeyLocks,
+  LeaseRefresher,
+  type OwnerIdentity,
+  ownerAlive,
+  parseOwnerTag,
+} from './owner.js';
+import { FileSink, isErrno, mapFsError, READ_CHUNK_BYTES, type RetryPolicy, Sys, writeBody } from './sys.js';
+
+export type Durability = 'none' | 'data' | 'full';
+export const DURABILITIES: readonly Durability[] = ['none', 'data', 'full'];
+
+export const FORMAT_NAME = 'blobcore-posix';
+export const FORMAT_VERSION = 1;
+const DIR_SUFFIX = ',';
+const SEGMENT_CHARS = /^[A-Za-z0-9._~=+@-]+$/;
+const UPLOAD_ID = /^[0-9a-f]{32}$/;
+/** Directory segments up to this length carry a one-byte suffix; longer ones are hashed. */
+export const MAX_DIR_SEGMENT_BYTES = MAX_SEGMENT_BYTES - 1;
+const LONG_DIR = /^,[0-9a-f]{64}$/;
+const LONG_DIR_NAME_FILE = ',name';
+
+function sha256Hex(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** The directory name of a key segment (see the layout above). */
+function dirName(segment: string): string {
+  return segment.length <= MAX_DIR_SEGMENT_BYTES ? `${segment}${DIR_SUFFIX}` : `,${sha256Hex(segment)}`;
+}
+
+/**
+ * Limits. Parts are written in place, so a part has no fixed cost to amortise: every
+ * appended chunk goes straight to its final position and the store never needs its
+ * small-tail path. maxPartSize only bounds one call (1 TiB); maxParts matches S3.
+ */
+export const POSIX_LIMITS: DriverLimits = {
+  minPartSize: 1,
+  maxPartSize: 2 ** 40,
+  maxParts: 10_000,
+};
+
+/** Reserve: bytes to keep free, as a function of the volume's capacity. */
+export type ReserveFn = (capacity: number) => number;
+
+export interface PosixConfig {
+  name: string;
+  root: string;
+  durability: Durability;
+  /** fs: create the root if missing. pvc: the root is a mount and must exist. */
+  createRoot: boolean;
+  /** pvc: group rw files and setgid, group-writable directories on top of the umask. */
+  groupShared: boolean;
+  retry: RetryPolicy;
+  /** Re-read attributes from the server (open+fstat) for stat and etag checks. */
+  freshStat: boolean;
+  leaseMs: number;
+  lockTimeoutMs: number;
+  reserve: ReserveFn | undefined;
+  mountInfoPath: string;
+  /** Force hard-link use on or off; default: detect. */
+  hardLinks: boolean | undefined;
+}
+
+export interface FsInfo {
+  fsType: string;
+  family: string;
+  mountPoint: string;
+  source: string;
+  network: boolean;
+  hardLinks: boolean;
+  /** Sub-microsecond mtimes are stored (etag entropy); false on coarse filesystems. */
+  preciseTimestamps: boolean;
+}
+
+export interface SweepOptions extends SignalOptions {
+  /** Only remove files not modified for this many milliseconds. Default 15 minutes. */
+  olderThan?: number | undefined;
+}
+
+export interface SweepReport {
+  scanned: number;
+  removed: number;
+  kept: number;
+  bytesFreed: number;
+}
+
+export interface ProbeResult {
+  ok: boolean;
+  driver: string;
+  root: string;
+  fsType: string;
+  latencyMs: number;
+  usage?: StorageUsage & { reserved: number };
+  error?: { code: string; message: string };
+}
+
+export interface PosixStats {
+  fileSyncs: number;
+  dirSyncs: number;
+}
+
+export interface PosixUsage extends StorageUsage {
+  /** Bytes kept free by the reserve (pvc); `free` already excludes them. */
+  reserved: number;
+}
+
+interface Temp {
+  handle: FileHandle | undefined;
+  path: string;
+}
+
+interface Claim {
+  handle: FileHandle;
+  path: string;
+}
+
+interface Receipt {
+  partNumber: number;
+  offset: number;
+  size: number;
+  etag: string;
+  name: string;
+}
+
+const DEFAULT_SWEEP_AGE_MS = 15 * 60 * 1000;
+
+function readUmask(): number {
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const match = /^Umask:\s*([0-7]+)/m.exec(status);
+    if (match) return Number.parseInt(match[1] as string, 8);
+  } catch {
+    // fall through
+  }
+  const mask = process.umask(0o022);
+  process.umask(mask);
+  return mask;
+}
+
+export function etagOf(stat: BigIntStats): string {
+  return `"${stat.ino.toString(36)}-${stat.mtimeNs.toString(36)}-${stat.size.toString(36)}"`;
+}
+
+function statToObject(stat: BigIntStats): ObjectStat {
+  return {
+    size: Number(stat.size),
+    etag: etagOf(stat),
+    modified: new Date(Number(stat.mtimeNs / 1_000_000n)),
+  };
+}
+
+let lastStamp = 0;
+
+/**
+ * The mtime stamped on every published file, in seconds for futimes: wall-clock time at
+ * sub-microsecond resolution (performance.timeOrigin + performance.now(); ~240 ns after
+ * the double conversion), strictly increasing within a process. Successive versions of
+ * a key are published one after another, so a later version that reuses a freed inode
+ * number still gets a later mtime and therefore a new etag.
+ */
+function stampSeconds(): number {
+  const now = (performance.timeOrigin + performance.now()) / 1000;
+  lastStamp = Math.max(now, lastStamp + 1e-6);
+  return lastStamp;
+}
+
+function parentOf(path: string): string {
+  return path.slice(0, path.lastIndexOf('/'));
+}
+
+function parseReceipt(name: string): Receipt | null {
+  if (!name.startsWith('r.')) return null;
+  const parts = name.split('.');
+  if (parts.length !== 5) return null;
+  const partNumber = Number(parts[1]);
+  const offset = Number(parts[2]);
+  const size = Number(parts[3]);
+  const etag = parts[4] as string;
+  if (![partNumber, offset, size].every(Number.isSafeInteger)) return null;
+  return { partNumber, offset, size, etag, name };
+}
+
+interface ParsedClaim {
+  start: number;
+  end: number;
+  tag: string;
+}
+
+function parseClaim(name: string): ParsedClaim | null {
+  if (!name.startsWith('c.')) return null;
+  const parts = name.split('.');
+  if (parts.length !== 8) return null;
+  const start = Number(parts[1]);
+  const end = parts[2] === 'x' ? Number.POSITIVE_INFINITY : Number(parts[2]);
+  if (!Number.isSafeInteger(start) || Number.isNaN(end)) return null;
+  return { start, end, tag: parts.slice(3, 7).join('.') };
+}
+
+function claimsOverlap(a: ParsedClaim, b: ParsedClaim): boolean {
+  if (a.end === Number.POSITIVE_INFINITY || b.end === Number.POSITIVE_INFINITY) return true;
+  return a.start < b.end && b.start < a.end;
+}
+
+function rangesOverlap(aStart: number, aEnd: number, bStart: number, bEnd: number): boolean {
+  return aStart < bEnd && bStart < aEnd;
+}
+
+export class PosixDriver implements Driver {
+  readonly name: string;
+  readonly capabilities: DriverCapabilities;
+  readonly limits: DriverLimits = POSIX_LIMITS;
+  readonly root: string;
+  readonly durability: Durability;
+  readonly fsInfo: FsInfo;
+
+  private readonly config: PosixConfig;
+  private readonly sys: Sys;
+  private readonly owner: OwnerIdentity;
+  private readonly base: string;
+  private readonly objectsDir: string;
+  private readonly tmpDir: string;
+  private readonly stagingDir: string;
+  private readonly locksDir: string;
+  private readonly fileMode: number;
+  private readonly dirMode: number;
+  /** Files need an fchmod after create (the umask strips group bits pvc wants). */
+  private readonly chmodFiles: boolean;
+  private readonly locks: KeyLocks;
+  private readonly refresher: LeaseRefresher;
+  private layoutError: unknown;
+  private layoutReady = false;
+  private statfsCache: { at: number; avail: number; capacity: number; pending: number } | undefined;
+  private readonly longSegments = new Map<string, string>();
+  private readonly counters: PosixStats = { fileSyncs: 0, dirSyncs: 0 };
+
+  constructor(config: PosixConfig) {
+    if (!isAbsolute(config.root)) {
+      throw blobError(
+        'UNSUPPORTED',
+        `${config.name} driver root must be an absolute path, got ${config.root}`,
+      );
+    }
+    this.config = config;
+    this.name = config.name;
+    this.root = config.root.length > 1 ? config.root.replace(/\/+$/, '') : config.root;
+    this.durability = config.durability;
+    this.sys = new Sys(config.retry);
+    this.owner = currentOwner();
+    this.base = `${this.root === '/' ? '' : this.root}/v${FORMAT_VERSION}`;
+    this.objectsDir = `${this.base}/objects`;
+    this.tmpDir = `${this.base}/tmp`;
+    this.stagingDir = `${this.base}/staging`;
+    this.locksDir = `${this.base}/locks`;
+    const umask = readUmask();
+    if (config.groupShared) {
+      this.fileMode = (0o666 & ~umask) | 0o660;
+      this.dirMode = (0o777 & ~umask) | 0o2770;
+      this.chmodFiles = (0o666 & ~umask) !== this.fileMode;
+    } else {
+      this.fileMode = 0o666;
+      this.dirMode = 0o777;
+      this.chmodFiles = false;
+    }
+    this.refresher = new LeaseRefresher(Math.max(50, Math.floor(config.leaseMs / 4)));
+    this.locks = new KeyLocks(this.sys, this.locksDir, this.owner, () => this.ensureDir(this.locksDir));
+    this.tryLayoutSync();
+    const mount = detectMount(this.layoutReady ? this.base : this.root, config.mountInfoPath);
+    this.fsInfo = this.detectTraits(mount);
+    this.capabilities = {
+      conditionalWrite: true,
+      signedUrl: false,
+      copy: true,
+      link: this.fsInfo.hardLinks,
+      usage: true,
+    };
+  }
+
+  // ---------------------------------------------------------------- setup
+
+  /** Creates v1/ and its folders and checks the format marker; remembers a failure. */
+  private tryLayoutSync(): void {
+    try {
+      if (this.config.createRoot) mkdirSync(this.root, { recursive: true });
+      const rootStat = statSync(this.root);
+      if (!rootStat.isDirectory()) throw blobError('UNAVAILABLE', `${this.root} is not a directory`);
+      for (const dir of [this.base, this.objectsDir, this.tmpDir, this.stagingDir, this.locksDir]) {
+        try {
+          mkdirSync(dir, { mode: this.dirMode });
+          if (this.config.groupShared) chmodSync(dir, this.dirMode);
+        } catch (error) {
+          if (!isErrno(error, 'EEXIST')) throw error;
+        }
+      }
+      const formatPath = `${this.base}/FORMAT`;
+      const marker = `${JSON.stringify({ format: FORMAT_NAME, version: FORMAT_VERSION, created: new Date().toISOString() })}\n`;
+      try {
+        writeFileSync(formatPath, marker, { flag: 'wx', mode: this.fileMode });
+        if (this.chmodFiles) chmodSync(formatPath, this.fileMode);
+      } catch (error) {
+        if (!isErrno(error, 'EEXIST')) throw error;
+        const text = readFileSync(formatPath, 'utf8');
+        let parsed: { format?: unknown; version?: unknown } = {};
+        try {
+          parsed = JSON.parse(text) as typeof parsed;
+        } catch {
+          // a marker being written by another process right now reads as empty
+          if (text.trim() !== '') throw blobError('UNSUPPORTED', `unreadable format marker ${formatPath}`);
+          parsed = { format: FORMAT_NAME, version: FORMAT_VERSION };
+        }
+        if (parsed.format !== FORMAT_NAME || parsed.version !== FORMAT_VERSION) {
+          throw blobError(
+            'UNSUPPORTED',
+            `${formatPath} describes format ${text.trim()}, this driver reads v1`,
+          );
+        }
+      }
+      this.layoutReady = true;
+      this.layoutError = undefined;
+    } catch (error) {
+      this.layoutError = error;
+    }
+  }
+
+  private detectTraits(mount: DetectedMount): FsInfo {
+    let hardLinks = mount.traits.hardLinks;
+    let preciseTimestamps = true;
+    if (this.layoutReady) {
+      const probe = `${this.tmpDir}/${this.owner.tag}.${randomBytes(6).toString('hex')}.probe`;
+      try {
+        const fd = openSync(probe, 'wx', this.fileMode);
+        try {
+          const stamp = 1_700_000_000 + 0.123456789;
+          futimesSync(fd, stamp, stamp);
+          const stat = fstatSync(fd, { bigint: true });
+          preciseTimestamps = stat.mtimeNs % 1_000_000n !== 0n;
+        } finally {
+          closeSync(fd);
+        }
+        try {
+          linkSync(probe, `${probe}.link`);
+          unlinkSync(`${probe}.link`);
+          hardLinks = true;
+        } catch (error) {
+          if (isErrno(error, 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV', 'EMLINK'))
+            hardLinks = false;
+        }
+      } catch {
+        // read-only or full volume: keep the family's defaults; operations will report
+      } finally {
+        try {
+          unlinkSync(probe);
+        } catch {
+          // already gone
+        }
+      }
+    }
+    if (this.config.hardLinks !== undefined) hardLinks = this.config.hardLinks;
+    return {
+      fsType: mount.fsType,
+      family: mount.traits.family,
+      mountPoint: mount.mountPoint,
+      source: mount.source,
+      network: mount.traits.network,
+      hardLinks,
+      preciseTimestamps,
+    };
+  }
+
+  private async ready(): Promise<void> {
+    if (this.layoutReady) return;
+    this.tryLayoutSync();
+    if (!this.layoutReady) throw this.fail(this.layoutError, `cannot prepare ${this.base}`);
+  }
+
+  private fail(error: unknown, what: string): BlobcoreError {
+    return mapFsError(error, what, this.name);
+  }
+
+  // ---------------------------------------------------------------- paths
+
+  /** Maps a (guard-validated) key to its file path. */
+  objectPath(key: string): string {
+    const segments = key.split('/');
+    let path = this.objectsDir;
+    for (let i = 0; i < segments.length - 1; i++) path += `/${this.dirFor(segments[i] as string)}`;
+    return `${path}/${segments[segments.length - 1]}`;
+  }
+
+  /** dirName(), remembering long segments so ensureDir can write their `,name` file. */
+  private dirFor(segment: string): string {
+    const name = dirName(segment);
+    if (segment.length > MAX_DIR_SEGMENT_BYTES) {
+      if (this.longSegments.size > 4096) this.longSegments.clear();
+      this.longSegments.set(name, segment);
+    }
+    return name;
+  }
+
+  /** Writes the `,name` file of a hashed directory (atomically; every creator may do it). */
+  private async nameLongDir(dir: string): Promise<void> {
+    const name = dir.slice(dir.lastIndexOf('/') + 1);
+    const segment = this.longSegments.get(name);
+    if (!LONG_DIR.test(name) || segment === undefined) return;
+    const temp = `${dir}/${LONG_DIR_NAME_FILE}.${randomBytes(6).toString('hex')}`;
+    const handle = await this.sys.open(temp, 'wx', this.fileMode);
+    try {
+      if (this.chmodFiles) await handle.chmod(this.fileMode);
+      await handle.writeFile(segment);
+      await this.syncFile(handle);
+    } finally {
+      await handle.close();
+    }
+    await this.sys.rename(temp, `${dir}/${LONG_DIR_NAME_FILE}`);
+  }
+
+  /** The segment a hashed directory stands for, or undefined while it is unnamed. */
+  private async longDirSegment(dir: string, name: string): Promise<string | undefined> {
+    try {
+      const segment = (await this.sys.readFile(`${dir}/${LONG_DIR_NAME_FILE}`)).toString('utf8');
+      return `,${sha256Hex(segment)}` === name ? segment : undefined;
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return undefined;
+      throw error;
+    }
+  }
+
+  private stagingPath(handle: MultipartHandle): string | undefined {
+    const id = handle.uploadId;
+    return typeof id === 'string' && UPLOAD_ID.test(id) ? `${this.stagingDir}/${id}` : undefined;
+  }
+
+  private tempName(kind: string): string {
+    return `${this.tmpDir}/${this.owner.tag}.${randomBytes(8).toString('hex')}.${kind}`;
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  /** mkdir -p below the v1 folder, with the profile's modes; fsyncs new entries under `full`. */
+  private async ensureDir(dir: string): Promise<void> {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      try {
+        await this.sys.mkdir(dir, this.dirMode);
+      } catch (error) {
+        if (isErrno(error, 'EEXIST')) {
+          await this.nameLongDir(dir);
+          return;
+        }
+        if (isErrno(error, 'ENOENT') && dir.length > this.base.length) {
+          await this.ensureDir(parentOf(dir));
+          continue;
+        }
+        throw error;
+      }
+      if (this.config.groupShared) await this.sys.chmod(dir, this.dirMode).catch(() => {});
+      await this.nameLongDir(dir);
+      if (this.durability === 'full') await this.syncDir(parentOf(dir));
+      return;
+    }
+  }
+
+  /** Runs `op`, creating the parent of `path` and retrying while a concurrent prune removes it. */
+  private async withParent<T>(
+    path: string,
+    op: () => Promise<T>,
+    sourceExists?: () => Promise<boolean>,
+  ): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await op();
+      } catch (error) {
+        if (!isErrno(error, 'ENOENT') || attempt >= 8) throw error;
+        if (sourceExists && !(await sourceExists())) throw error;
+        await this.ensureDir(parentOf(path));
+      }
+    }
+  }
+
+  private async exists(path: string): Promise<boolean> {
+    try {
+      await this.sys.lstat(path);
+      return true;
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return false;
+      throw error;
+    }
+  }
+
+  private async syncDir(dir: string): Promise<void> {
+    let handle: FileHandle | undefined;
+    try {
+      handle = await this.sys.open(dir, 'r');
+      await handle.sync();
+      this.counters.dirSyncs++;
+    } catch (error) {
+      // Some filesystems (FUSE, SMB) refuse fsync on directories; nothing more can be done there.
+      if (!isErrno(error, 'EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EBADF', 'EISDIR', 'ENOENT')) throw error;
+    } finally {
+      await handle?.close().catch(() => {});
+    }
+  }
+
+  private async syncFile(handle: FileHandle): Promise<void> {
+    if (this.durability === 'full') {
+      await handle.sync();
+      this.counters.fileSyncs++;
+    } else if (this.durability === 'data') {
+      await handle.datasync();
+      this.counters.fileSyncs++;
+    }
+  }
+
+  /** Stat of a path, re-read from the server on network filesystems. null when missing. */
+  private async statPath(path: string): Promise<BigIntStats | null> {
+    try {
+      if (!this.config.freshStat) {
+        const stat = await this.sys.stat(path);
+        return stat.isFile() ? stat : null;
+      }
+      const handle = await this.sys.open(path, 'r');
+      try {
+        const stat = await handle.stat({ bigint: true });
+        return stat.isFile() ? stat : null;
+      } finally {
+        await handle.close();
+      }
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR', 'EISDIR')) return null;
+      throw error;
+    }
+  }
+
+  private async createTemp(kind = 'tmp'): Promise<Temp> {
+    const path = this.tempName(kind);
+    const handle = await this.withParent(path, () => this.sys.open(path, 'wx', this.fileMode));
+    if (this.chmodFiles) await handle.chmod(this.fileMode);
+    this.refresher.add(handle);
+    return { handle, path };
+  }
+
+  /**
+   * Finishes a file before publishing: stops lease refreshes, stamps the entropy mtime,
+   * fsyncs per durability, closes, and returns its stat (the etag source).
+   */
+  private async finishFile(handle: FileHandle, path: string): Promise<BigIntStats> {
+    let stat: BigIntStats | undefined;
+    try {
+      await this.refresher.remove(handle);
+      const stamp = stampSeconds();
+      await handle.utimes(stamp, stamp);
+      await this.syncFile(handle);
+      if (!this.config.freshStat) stat = await handle.stat({ bigint: true });
+    } finally {
+      await handle.close().catch(() => {});
+    }
+    stat ??= await this.sys.stat(path);
+    return stat;
+  }
+
+  private async closeQuietly(handle: FileHandle | undefined): Promise<void> {
+    if (!handle) return;
+    await this.refresher.remove(handle);
+    await handle.close().catch(() => {});
+  }
+
+  private lockOptions(signal: AbortSignal | undefined) {
+    return {
+      leaseMs: this.config.leaseMs,
+      timeoutMs: this.config.lockTimeoutMs,
+      fileMode: this.fileMode,
+      signal,
+    };
+  }
+
+  /**
+   * Publishes a finished temp file at `finalPath`. Returns true when the temp was moved
+   * (rename), false when it was linked and must still be unlinked.
+   */
+  private async publish(
+    tempPath: string,
+    finalPath: string,
+    key: string,
+    options: WriteOptions,
+  ): Promise<boolean> {
+    const signal = options.signal;
+    let moved: boolean;
+    if (options.ifNoneMatch === '*' && this.fsInfo.hardLinks) {
+      try {
+        await this.withParent(finalPath, () => this.sys.link(tempPath, finalPath));
+      } catch (error) {
+        if (isErrno(error, 'EEXIST')) throw blobError('PRECONDITION_FAILED', `key exists: ${key}`);
+        throw error;
+      }
+      moved = false;
+    } else {
+      await this.locks.with(key, this.lockOptions(signal), async () => {
+        if (options.ifNoneMatch === '*') {
+          if (await this.statPath(finalPath)) throw blobError('PRECONDITION_FAILED', `key exists: ${key}`);
+        } else if (options.ifMatch !== undefined) {
+          const current = await this.statPath(finalPath);
+          if (!current || etagOf(current) !== options.ifMatch) {
+            throw blobError('PRECONDITION_FAILED', `etag mismatch for ${key}`);
+          }
+        }
+        await this.withParent(finalPath, () => this.sys.rename(tempPath, finalPath));
+      });
+      moved = true;
+    }
+    if (this.durability === 'full') await this.syncDir(parentOf(finalPath));
+    return moved;
+  }
+
+  // ---------------------------------------------------------------- capacity
+
+  private async statfs(): Promise<{ avail: number; capacity: number }> {
+    const stat = await this.sys.statfs(this.root);
+    const blocks = process.getuid?.() === 0 ? stat.bfree : stat.bavail;
+    return { avail: blocks * stat.bsize, capacity: stat.blocks * stat.bsize };
+  }
+
+  /**
+   * Fails fast with INSUFFICIENT_STORAGE when writing `size` more bytes would eat into the
+   * reserve. statfs is cached for 250 ms; bytes admitted since are counted against it.
+   */
+  private async admit(size: number): Promise<void> {
+    const reserve = this.config.reserve;
+    if (!reserve) return;
+    const now = Date.now();
+    if (!this.statfsCache || now - this.statfsCache.at > 250) {
+      const { avail, capacity } = await this.statfs();
+      this.statfsCache = { at: now, avail, capacity, pending: 0 };
+    }
+    const cache = this.statfsCache;
+    const keep = reserve(cache.capacity);
+    if (cache.avail - cache.pending - size < keep) {
+      throw blobError(
+        'INSUFFICIENT_STORAGE',
+        `writing ${size} bytes would leave less than the reserve of ${keep} bytes free (${cache.avail - cache.pending} free)`,
+        { detail: { free: cache.avail - cache.pending, reserve: keep, size } },
+      );
+    }
+    cache.pending += size;
+  }
+
+  /** Progress hook for bodies of unknown size: re-checks the reserve every 16 MiB. */
+  private reserveProgress(known: boolean): ((written: number) => Promise<void>) | undefined {
+    if (known || !this.config.reserve) return undefined;
+    let checked = 0;
+    const step = 16 * 1024 * 1024;
+    return async (written) => {
+      while (written - checked >= step) {
+        checked += step;
+        await this.admit(step);
+      }
+    };
+  }
+
+  // ---------------------------------------------------------------- objects
+
+  async stat(key: string): Promise<ObjectStat | null> {
+    try {
+      await this.ready();
+      const stat = await this.statPath(this.objectPath(key));
+      return stat ? statToObject(stat) : null;
+    } catch (error) {
+      throw this.fail(error, `stat ${key}`);
+    }
+  }
+
+  async read(key: string, options: ReadOptions = {}): Promise<Readable> {
+    let handle: FileHandle | undefined;
+    try {
+      await this.ready();
+      try {
+        handle = await this.sys.open(this.objectPath(key), 'r');
+      } catch (error) {
+        if (isErrno(error, 'ENOENT', 'ENOTDIR')) throw blobError('NOT_FOUND', `no such key: ${key}`);
+        throw error;
+      }
+      const stat = await handle.stat();
+      if (!stat.isFile()) throw blobError('NOT_FOUND', `no such key: ${key}`);
+      const size = stat.size;
+      const offset = options.offset ?? 0;
+      if (offset > size) throw blobError('RANGE_INVALID', `offset ${offset} is past the end (${size} bytes)`);
+      const end = options.length === undefined ? size : Math.min(size, offset + options.length);
+      const stream = this.rangeStream(handle, offset, end, key);
+      handle = undefined; // owned by the stream now
+      return stream;
+    } catch (error) {
+      await handle?.close().catch(() => {});
+      throw this.fail(error, `read ${key}`);
+    }
+  }
+
+  private rangeStream(handle: FileHandle, start: number, end: number, key: string): Readable {
+    let position = start;
+    const fail = (error: unknown) => this.fail(error, `read ${key}`);
+    return new Readable({
+      highWaterMark: READ_CHUNK_BYTES,
+      read() {
+        const want = Math.min(READ_CHUNK_BYTES, end - position);
+        if (want <= 0) {
+          this.push(null);
+          return;
+        }
+        const buffer = Buffer.allocUnsafe(want);
+        handle.read(buffer, 0, want, position).then(
+          ({ bytesRead }) => {
+            if (bytesRead === 0) {
+              this.destroy(blobError('UNAVAILABLE', `read ${key}: object shrank while reading`));
+              return;
+            }
+            position += bytesRead;
+            this.push(bytesRead === want ? buffer : buffer.subarray(0, bytesRead));
+          },
+          (error: unknown) => this.destroy(fail(error)),
+        );
+      },
+      destroy(error, callback) {
+        handle.close().then(
+          () => callback(error),
+          () => callback(error),
+        );
+      },
+    });
+  }
+
+  async write(key: string, body: Body, options: WriteOptions = {}): Promise<WriteResult> {
+    let temp: Temp | undefined;
+    let tempPresent = false;
+    try {
+      await this.ready();
+      const finalPath = this.objectPath(key);
+      if (options.ifNoneMatch === '*' && options.ifMatch !== undefined) {
+        throw blobError('PRECONDITION_FAILED', 'ifNoneMatch and ifMatch cannot both hold');
+      }
+      const declared = options.size ?? (body instanceof Uint8Array ? body.byteLength : undefined);
+      await this.admit(declared ?? 0);
+      temp = await this.createTemp();
+      tempPresent = true;
+      const sink = new FileSink(temp.handle as FileHandle, 0, this.reserveProgress(declared !== undefined));
+      const size = await writeBody(sink, body, options.signal);
+      const handle = temp.handle as FileHandle;
+      temp.handle = undefined;
+      const stat = await this.finishFile(handle, temp.path);
+      throwIfAborted(options.signal);
+      const moved = await this.publish(temp.path, finalPath, key, options);
+      if (moved) tempPresent = false;
+      return { etag: etagOf(stat), size };
+    } catch (error) {
+      throw this.fail(error, `write ${key}`);
+    } finally {
+      if (temp) {
+        await this.closeQuietly(temp.handle);
+        if (tempPresent) await this.sys.unlinkIfExists(temp.path).catch(() => {});
+      }
+    }
+  }
+
+  async delete(key: string, options: SignalOptions = {}): Promise<boolean> {
+    try {
+      await this.ready();
+      const path = this.objectPath(key);
+      const removed = await this.locks.with(key, this.lockOptions(options.signal), async () => {
+        try {
+          return await this.sys.unlinkIfExists(path);
+        } catch (error) {
+          if (isErrno(error, 'ENOTDIR', 'EISDIR')) return false;
+          throw error;
+        }
+      });
+      if (removed) {
+        if (this.durability === 'full') await this.syncDir(parentOf(path));
+        await this.prune(parentOf(path));
+      }
+      return removed;
+    } catch (error) {
+      throw this.fail(error, `delete ${key}`);
+    }
+  }
+
+  /** Removes empty directories upward from `dir`; a writer racing it recreates what it needs. */
+  private async prune(dir: string): Promise<void> {
+    let current = dir;
+    while (current.length > this.objectsDir.length && current.startsWith(`${this.objectsDir}/`)) {
+      try {
+        await this.sys.rmdir(current);
+      } catch {
+        return;
+      }
+      current = parentOf(current);
+    }
+  }
+
+  async list(prefix: string, options: ListOptions = {}): Promise<ListPage> {
+    try {
+      await this.ready();
+      const limit = options.limit ?? DEFAULT_LIST_LIMIT;
+      const slash = prefix.lastIndexOf('/');
+      const dirKey = prefix.slice(0, slash + 1);
+      const partial = prefix.slice(slash + 1);
+      let dirPath = this.objectsDir;
+      if (dirKey !== '') {
+        for (const segment of dirKey.slice(0, -1).split('/')) dirPath += `/${dirName(segment)}`;
+      }
+      const keys: string[] = [];
+      await this.walk(dirPath, dirKey, partial, options.startAfter, limit + 1, keys, options.signal);
+      if (keys.length > limit) {
+        keys.length = limit;
+        return { keys, cursor: keys[limit - 1] as string };
+      }
+      return { keys };
+    } catch (error) {
+      throw this.fail(error, `list ${prefix}`);
+    }
+  }
+
+  /**
+   * Depth-first walk in key order. A directory `seg,` sorts as `seg/`, a file as `seg`, so
+   * siblings sorted by that string give keys in ascending byte order. Subtrees entirely
+   * at or before `startAfter` are skipped without being read.
+   */
+  private async walk(
+    dirPath: string,
+    keyPrefix: string,
+    partial: string,
+    startAfter: string | undefined,
+    want: number,
+    out: string[],
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    throwIfAborted(signal);
+    let entries: Dirent[];
+    try {
+      entries = await this.sys.readdir(dirPath);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR')) return; // removed mid-listing, or never there
+      throw error;
+    }
+    const items: { sortKey: string; dir: boolean; name: string }[] = [];
+    for (const entry of entries) {
+      let dir = entry.name.endsWith(DIR_SUFFIX);
+      let segment = dir ? entry.name.slice(0, -1) : entry.name;
+      if (LONG_DIR.test(entry.name) && entry.isDirectory()) {
+        const long = await this.longDirSegment(`${dirPath}/${entry.name}`, entry.name);
+        if (long === undefined) continue;
+        dir = true;
+        segment = long;
+      }
+      if (!SEGMENT_CHARS.test(segment) || segment === '.' || segment === '..') continue;
+      if (dir ? !entry.isDirectory() : !entry.isFile()) continue;
+      if (!segment.startsWith(partial)) continue;
+      const sortKey = `${keyPrefix}${segment}${dir ? '/' : ''}`;
+      if (startAfter !== undefined) {
+        if (dir) {
+          if (startAfter >= sortKey && !startAfter.startsWith(sortKey)) continue;
+        } else if (sortKey <= startAfter) {
+          continue;
+        }
+      }
+      items.push({ sortKey, dir, name: entry.name });
+    }
+    items.sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0));
+    for (const item of items) {
+      if (out.length >= want) return;
+      if (item.dir) {
+        const inner = startAfter?.startsWith(item.sortKey) ? startAfter : undefined;
+        await this.walk(`${dirPath}/${item.name}`, item.sortKey, '', inner, want, out, signal);
+      } else {
+        out.push(item.sortKey);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- multipart
+
+  async createMultipart(key: string): Promise<MultipartHandle> {
+    try {
+      await this.ready();
+      this.objectPath(key); // rejects keys this layout cannot hold before anything is staged
+      const uploadId = randomBytes(16).toString('hex');
+      const dir = `${this.stagingDir}/${uploadId}`;
+      await this.withParent(dir, () => this.sys.mkdir(dir, this.dirMode));
+      if (this.config.groupShared) await this.sys.chmod(dir, this.dirMode);
+      const data = await this.sys.open(`${dir}/data`, 'wx', this.fileMode);
+      try {
+        if (this.chmodFiles) await data.chmod(this.fileMode);
+        if (this.durability !== 'none') await this.syncFile(data);
+      } finally {
+        await data.close();
+      }
+      const meta = await this.sys.open(`${dir}/meta.json`, 'wx', this.fileMode);
+      try {
+        if (this.chmodFiles) await meta.chmod(this.fileMode);
+        await meta.writeFile(`${JSON.stringify({ key, created: new Date().toISOString() })}\n`);
+        await this.syncFile(meta);
+      } finally {
+        await meta.close();
+      }
+      if (this.durability === 'full') {
+        await this.syncDir(dir);
+        await this.syncDir(this.stagingDir);
+      }
+      return { key, uploadId };
+    } catch (error) {
+      throw this.fail(error, `create multipart upload for ${key}`);
+    }
+  }
+
+  /** The staging folder of a live upload for `handle.key`, or NOT_FOUND. */
+  private async openStaging(handle: MultipartHandle): Promise<string> {
+    const dir = this.stagingPath(handle);
+    const missing = () => blobError('NOT_FOUND', `no multipart upload in progress for ${handle.key}`);
+    if (!dir) throw missing();
+    let meta: { key?: unknown };
+    try {
+      meta = JSON.parse((await this.sys.readFile(`${dir}/meta.json`)).toString('utf8')) as { key?: unknown };
+    } catch (error) {
+      if (isErrno(error, 'ENOENT', 'ENOTDIR') || error instanceof SyntaxError) throw missing();
+      throw error;
+    }
+    if (meta.key !== handle.key) throw missing();
+    return dir;
+  }
+
+  /**
+   * Claims [start, end) of an upload's staging file (end = Infinity: the completion seal).
+   * Creates the claim, then lists the others: any live overlapping claim → remove ours
+   * and fail with PRECONDITION_FAILED; stale ones (dead owner, or lease expired) are broken.
+   */
+  private async claim(dir: string, start: number, end: number, key: string): Promise<Claim> {
+    const suffix = end === Number.POSITIVE_INFINITY ? 'x' : String(end);
+    const name = `c.${start}.${suffix}.${this.owner.tag}.${randomBytes(6).toString('hex')}`;
+    const path = `${dir}/${name}`;
+    let handle: FileHandle;
+    try {
+      handle = await this.sys.open(path, 'wx', this.fileMode);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT'))
+        throw blobError('NOT_FOUND', `no multipart upload in progress for ${key}`);
+      throw error;
+    }
+    const claim = { handle, path };
+    this.refresher.add(handle);
+    try {
+      const mine = parseClaim(name) as ParsedClaim;
+      for (const other of await this.sys.readdirNames(dir)) {
+        if (other === name) continue;
+        const parsed = parseClaim(other);
+        if (!parsed || !claimsOverlap(mine, parsed)) continue;
+        let stat: BigIntStats;
+        try {
+          stat = await this.sys.stat(`${dir}/${other}`);
+        } catch (error) {
+          if (isErrno(error, 'ENOENT')) continue;
+          throw error;
+        }
+        if (isStale(this.owner, parsed.tag, Number(stat.mtimeMs), this.config.leaseMs)) {
+          await breakStale(this.sys, `${dir}/${other}`, stat.ino);
+          continue;
+        }
+        const what =
+          end === Number.POSITIVE_INFINITY ? 'a part upload is in progress' : 'the range is being written';
+        throw blobError('PRECONDITION_FAILED', `multipart upload for ${key}: ${what}`, {
+          retryable: true,
+          detail: { start, end: suffix },
+        });
+      }
+      return claim;
+    } catch (error) {
+      await this.releaseClaim(claim);
+      throw error;
+    }
+  }
+
+  private async releaseClaim(claim: Claim): Promise<void> {
+    await this.closeQuietly(claim.handle);
+    await this.sys.unlinkIfExists(claim.path).catch(() => {});
+  }
+
+  async uploadPart(
+    handle: MultipartHandle,
+    partNumber: number,
+    offset: number,
+    body: Body,
+    size: number,
+    options: SignalOptions = {},
+  ): Promise<PartRef> {
+    try {
+      await this.ready();
+      const dir = await this.openStaging(handle);
+      await this.admit(size);
+      const end = offset + size;
+      if (!Number.isSafeInteger(end)) throw blobError('RANGE_INVALID', 'part ends past 2^53');
+      const claim = await this.claim(dir, offset, end, handle.key);
+      try {
+        // Receipts this write makes untrue go first, so a crash mid-write leaves none.
+        for (const name of await this.sys.readdirNames(dir)) {
+          const receipt = parseReceipt(name);
+          if (!receipt) continue;
+          const overlaps = rangesOverlap(receipt.offset, receipt.offset + receipt.size, offset, end);
+          if (overlaps || receipt.partNumber === partNumber) await this.sys.unlinkIfExists(`${dir}/${name}`);
+        }
+        let data: FileHandle;
+        try {
+          data = await this.sys.open(`${dir}/data`, 'r+');
+        } catch (error) {
+          if (isErrno(error, 'ENOENT')) {
+            throw blobError('NOT_FOUND', `no multipart upload in progress for ${handle.key}`);
+          }
+          throw error;
+        }
+        try {
+          const before = (await data.stat()).size;
+          try {
+            await writeBody(new FileSink(data, offset), body, options.signal);
+            await this.syncFile(data);
+          } catch (error) {
+            await this.shrinkAfterFailure(data, dir, claim, before, offset);
+            throw error;
+          }
+        } finally {
+          await data.close().catch(() => {});
+        }
+        const etag = randomBytes(8).toString('hex');
+        const receipt = await this.sys.open(
+          `${dir}/r.${partNumber}.${offset}.${size}.${etag}`,
+          'wx',
+          this.fileMode,
+        );
+        await receipt.close();
+        if (this.durability === 'full') await this.syncDir(dir);
+        return { partNumber, size, etag };
+      } finally {
+        await this.releaseClaim(claim);
+      }
+    } catch (error) {
+      throw this.fail(error, `upload part ${partNumber} for ${handle.key}`);
+    }
+  }
+
+  /**
+   * After a failed part write that extended the staging file (ENOSPC, aborted body), gives
+   * the space back by truncating to where the file ended, unless another writer holds a claim.
+   */
+  private async shrinkAfterFailure(
+    data: FileHandle,
+    dir: string,
+    claim: Claim,
+    before: number,
+    offset: number,
+  ): Promise<void> {
+    try {
+      if (offset < before) return;
+      const names = await this.sys.readdirNames(dir);
+      const mine = claim.path.slice(dir.length + 1);
+      if (names.some((name) => name.startsWith('c.') && name !== mine)) return;
+      await data.truncate(before);
+    } catch {
+      // best effort: the space is reclaimed on abort or completion anyway
+    }
+  }
+
+  async completeMultipart(
+    handle: MultipartHandle,
+    parts: readonly PartRef[],
+    options: SignalOptions = {},
+  ): Promise<WriteResult> {
+    try {
+      await this.ready();
+      const dir = await this.openStaging(handle);
+      const finalPath = this.objectPath(handle.key);
+      const dataPath = `${dir}/data`;
+      if (!(await this.exists(dataPath))) return await this.completedEarlier(dir, handle.key, finalPath);
+      const seal = await this.claim(dir, 0, Number.POSITIVE_INFINITY, handle.key);
+      let result: WriteResult;
+      try {
+        const receipts = new Map<string, Receipt>();
+        for (const name of await this.sys.readdirNames(dir)) {
+          const receipt = parseReceipt(name);
+          if (receipt) receipts.set(`${receipt.partNumber}.${receipt.etag}`, receipt);
+        }
+        let total = 0;
+        for (const ref of parts) {
+          const receipt = receipts.get(`${ref.partNumber}.${ref.etag}`);
+          if (!receipt || receipt.size !== ref.size) {
+            throw blobError('BLOB_UPLOAD_INVALID', `part ${ref.partNumber} is missing or was replaced`);
+          }
+          if (receipt.offset !== total) {
+            throw blobError(
+              'BLOB_UPLOAD_INVALID',
+              `part ${ref.partNumber} starts at ${receipt.offset}, expected ${total}`,
+            );
+          }
+          total += receipt.size;
+        }
+        const data = await this.sys.open(dataPath, 'r+');
+        try {
+          const current = (await data.stat()).size;
+          if (current < total)
+            throw blobError('BLOB_UPLOAD_INVALID', `staged data is shorter than ${total} bytes`);
+          if (current > total) await data.truncate(total);
+        } catch (error) {
+          await data.close();
+          throw error;
+        }
+        const stat = await this.finishFile(data, dataPath);
+        const etag = etagOf(stat);
+        const record = await this.sys.open(`${dir}/complete.json`, 'w', this.fileMode);
+        try {
+          await record.writeFile(`${JSON.stringify({ key: handle.key, etag, size: total })}\n`);
+        } finally {
+          await record.close();
+        }
+        throwIfAborted(options.signal);
+        await this.publish(dataPath, finalPath, handle.key, { signal: options.signal });
+        result = { etag, size: total };
+      } finally {
+        await this.releaseClaim(seal);
+      }
+      await this.removeStaging(dir);
+      return result;
+    } catch (error) {
+      throw this.fail(error, `complete multipart upload for ${handle.key}`);
+    }
+  }
+
+  /** A retried completion whose first attempt published the object and then died. */
+  private async completedEarlier(dir: string, key: string, finalPath: string): Promise<WriteResult> {
+    let record: { key?: unknown; etag?: unknown; size?: unknown } = {};
+    try {
+      record = JSON.parse(
+        (await this.sys.readFile(`${dir}/complete.json`)).toString('utf8'),
+      ) as typeof record;
+    } catch (error) {
+      if (!isErrno(error, 'ENOENT') && !(error instanceof SyntaxError)) throw error;
+    }
+    const current = await this.statPath(finalPath);
+    if (record.key === key && current && etagOf(current) === record.etag && typeof record.size === 'number') {
+      await this.removeStaging(dir);
+      return { etag: record.etag as string, size: record.size };
+    }
+    throw blobError('BLOB_UPLOAD_INVALID', `multipart upload for ${key} has no staged data`);
+  }
+
+  private async removeStaging(dir: string): Promise<void> {
+    const dead = this.tempName('dead');
+    try {
+      await this.sys.rename(dir, dead);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return;
+      throw error;
+    }
+    await this.sys.rm(dead).catch(() => {}); // leftovers are removed by sweepTemp
+  }
+
+  async abortMultipart(handle: MultipartHandle): Promise<void> {
+    try {
+      await this.ready();
+      let dir: string;
+      try {
+        dir = await this.openStaging(handle);
+      } catch (error) {
+        if (error instanceof BlobcoreError && error.code === 'NOT_FOUND') return;
+        throw error;
+      }
+      await this.removeStaging(dir);
+    } catch (error) {
+      throw this.fail(error, `abort multipart upload for ${handle.key}`);
+    }
+  }
+
+  // ---------------------------------------------------------------- optional capabilities
+
+  async link(from: string, to: string, options: SignalOptions = {}): Promise<WriteResult> {
+    try {
+      await this.ready();
+      throwIfAborted(options.signal);
+      const fromPath = this.objectPath(from);
+      const toPath = this.objectPath(to);
+      try {
+        await this.withParent(
+          toPath,
+          () => this.sys.link(fromPath, toPath),
+          () => this.exists(fromPath),
+        );
+      } catch (error) {
+        if (isErrno(error, 'EEXIST')) throw blobError('PRECONDITION_FAILED', `key exists: ${to}`);
+        if (isErrno(error, 'ENOENT')) throw blobError('NOT_FOUND', `no such key: ${from}`);
+        if (isErrno(error, 'EMLINK', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP')) {
+          throw blobError('UNSUPPORTED', `cannot hard-link ${from}: ${(error as Error).message}`, {
+            cause: error,
+          });
+        }
+        throw error;
+      }
+      if (this.durability === 'full') await this.syncDir(parentOf(toPath));
+      const stat = await this.statPath(toPath);
+      if (!stat) throw blobError('NOT_FOUND', `no such key: ${to}`);
+      return { etag: etagOf(stat), size: Number(stat.size) };
+    } catch (error) {
+      throw this.fail(error, `link ${from} to ${to}`);
+    }
+  }
+
+  async copy(from: string, to: string, options: SignalOptions = {}): Promise<WriteResult> {
+    const tempPath = this.tempName('tmp');
+    let tempPresent = false;
+    try {
+      await this.ready();
+      const fromPath = this.objectPath(from);
+      const toPath = this.objectPath(to);
+      try {
+        await this.sys.copyFile(fromPath, tempPath); // reflink where the filesystem can
+        tempPresent = true;
+      } catch (error) {
+        if (isErrno(error, 'ENOENT') && !(await this.exists(fromPath))) {
+          throw blobError('NOT_FOUND', `no such key: ${from}`);
+        }
+        throw error;
+      }
+      const handle = await this.sys.open(tempPath, 'r+');
+      if (this.chmodFiles) await handle.chmod(this.fileMode).catch(() => {});
+      const stat = await this.finishFile(handle, tempPath);
+      if (await this.publish(tempPath, toPath, to, { signal: options.signal })) tempPresent = false;
+      return { etag: etagOf(stat), size: Number(stat.size) };
+    } catch (error) {
+      throw this.fail(error, `copy ${from} to ${to}`);
+    } finally {
+      if (tempPresent) await this.sys.unlinkIfExists(tempPath).catch(() => {});
+    }
+  }
+
+  async usage(): Promise<PosixUsage> {
+    try {
+      const { avail, capacity } = await this.statfs();
+      const reserved = this.config.reserve ? Math.min(capacity, this.config.reserve(capacity)) : 0;
+      return { capacity, free: Math.max(0, avail - reserved), reserved };
+    } catch (error) {
+      throw this.fail(error, 'usage');
+    }
+  }
+
+  // ---------------------------------------------------------------- maintenance
+
+  /**
+   * Removes leftovers of crashed writers from v1/tmp and v1/locks. A file is removed only
+   * when it is at least `olderThan` old AND its owner is not provably alive: an owner on
+   * this host (same boot id and pid namespace) is checked through /proc (pid + start
+   * time); an owner elsewhere must also have let the file go untouched for the lease
+   * (live writers touch their temp files every lease/4). `*.dead` folders (staging being
+   * deleted) are always removed.
+   */
+  async sweepTemp(options: SweepOptions = {}): Promise<SweepReport> {
+    const olderThan = options.olderThan ?? DEFAULT_SWEEP_AGE_MS;
+    const report: SweepReport = { scanned: 0, removed: 0, kept: 0, bytesFreed: 0 };
+    try {
+      await this.ready();
+      const now = Date.now();
+      for (const name of await this.sys.readdirNames(this.tmpDir)) {
+        throwIfAborted(options.signal);
+        report.scanned++;
+        const path = `${this.tmpDir}/${name}`;
+        let stat: BigIntStats;
+        try {
+          stat = await this.sys.lstat(path);
+        } catch (error) {
+          if (isErrno(error, 'ENOENT')) continue;
+          throw error;
+        }
+        const parts = name.split('.');
+        const tag = parts.slice(0, 4).join('.');
+        const kind = parts[parts.length - 1];
+        const age = now - Number(stat.mtimeMs);
+        let remove: boolean;
+        if (kind === 'dead') {
+          remove = true;
+        } else {
+          const alive = parseOwnerTag(tag) ? ownerAlive(this.owner, tag) : undefined;
+          remove = alive !== true && age >= olderThan && (alive === false || age >= this.config.leaseMs);
+        }
+        if (!remove) {
+          report.kept++;
+          continue;
+        }
+        if (stat.isDirectory()) await this.sys.rm(path);
+        else if (!(await this.sys.unlinkIfExists(path))) continue;
+        report.removed++;
+        report.bytesFreed += Number(stat.size);
+      }
+      for (const name of await this.sys.readdirNames(this.locksDir)) {
+        throwIfAborted(options.signal);
+        report.scanned++;
+        const path = `${this.locksDir}/${name}`;
+        let stat: BigIntStats;
+        let tag = '';
+        try {
+          stat = await this.sys.lstat(path);
+          if (!name.endsWith('.broken')) tag = (await this.sys.readFile(path)).toString('utf8').trim();
+        } catch (error) {
+          if (isErrno(error, 'ENOENT')) continue;
+          throw error;
+        }
+        const age = now - Number(stat.mtimeMs);
+        if (age >= olderThan && isStale(this.owner, tag, Number(stat.mtimeMs), this.config.leaseMs)) {
+          await breakStale(this.sys, path, stat.ino);
+          report.removed++;
+        } else {
+          report.kept++;
+        }
+      }
+      return report;
+    } catch (error) {
+      throw this.fail(error, 'sweep temp files');
+    }
+  }
+
+  /**
+   * Readiness check: writes a small key, reads it back, deletes it, and reads usage.
+   * Never throws; `ok: false` carries the error code and message.
+   */
+  async probe(options: SignalOptions = {}): Promise<ProbeResult> {
+    const started = performance.now();
+    const key = `.blobcore-probe/${this.owner.pid}-${randomBytes(8).toString('hex')}`;
+    const base = { driver: this.name, root: this.root, fsType: this.fsInfo.fsType };
+    try {
+      const payload = randomBytes(64);
+      await this.write(key, payload, { ifNoneMatch: '*', signal: options.signal });
+      const chunks: Buffer[] = [];
+      for await (const chunk of await this.read(key)) chunks.push(chunk as Buffer);
+      if (!Buffer.concat(chunks).equals(payload)) {
+        throw blobError('UNAVAILABLE', 'probe read back different bytes', { retryable: true });
+      }
+      if (!(await this.delete(key))) throw blobError('UNAVAILABLE', 'probe object vanished before delete');
+      const usage = await this.usage();
+      return { ok: true, ...base, latencyMs: performance.now() - started, usage };
+    } catch (error) {
+      await this.delete(key).catch(() => {});
+      const failure = this.fail(error, 'probe');
+      return {
+        ok: false,
+        ...base,
+        latencyMs: performance.now() - started,
+        error: { code: failure.code, message: failure.message },
+      };
+    }
+  }
+
+  /** Counters of fsync calls, for tests and benchmarks. */
+  stats(): PosixStats {
+    return { ...this.counters };
+  }
+
+  async close(): Promise<void> {
+    this.refresher.close();
+  }
+}
+
+/** Methods beyond the Driver contract that the fs and pvc drivers expose. */
+export interface PosixExtras {
+  readonly root: string;
+  readonly durability: Durability;
+  readonly fsInfo: FsInfo;
+  sweepTemp(options?: SweepOptions): Promise<SweepReport>;
+  probe(options?: SignalOptions): Promise<ProbeResult>;
+  usage(options?: SignalOptions): Promise<PosixUsage>;
+  stats(): PosixStats;
+  /** The file path of a key (for diagnostics and tests). */
+  objectPath(key: string): string;
+}
+
+export type PosixDriverHandle = Driver & PosixExtras;
+
+/** Wraps the guarded driver with the extras, tagging their errors with the driver name. */
+export function withExtras(guarded: Driver, inner: PosixDriver): PosixDriverHandle {
+  const tagged =
+    <A extends unknown[], R>(fn: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      try {
+        return await fn(...args);
+      } catch (error) {
+        if (error instanceof BlobcoreError) error.driver ??= inner.name;
+        throw error;
+      }
+    };
+  return Object.assign(guarded, {
+    root: inner.root,
+    durability: inner.durability,
+    fsInfo: inner.fsInfo,
+    sweepTemp: tagged((options?: SweepOptions) => inner.sweepTemp(options)),
+    probe: (options?: SignalOptions) => inner.probe(options),
+    usage: guarded.usage as (options?: SignalOptions) => Promise<PosixUsage>,
+    stats: () => inner.stats(),
+    objectPath: (key: string) => inner.objectPath(validateKey(key)),
+  });
+}

@@ -1,0 +1,309 @@
+/**
+ * System-call layer shared by the fs and pvc drivers.
+ *
+ * - `mapFsError` turns a Node `errno` error into a BlobcoreError. ENOENT is never mapped
+ *   here (callers decide what a missing file means), and nothing but ENOENT ever becomes
+ *   NOT_FOUND.
+ * - `Sys` runs single metadata calls with the driver's retry policy: the pvc driver retries
+ *   ESTALE/EAGAIN/EBUSY/ETIMEDOUT with exponential backoff (network filesystems report
+ *   these transiently), the fs driver does not retry.
+ * - `FileSink` writes a body into a file at a position with large batched `writev` calls,
+ *   one write in flight while the next batch is gathered, short writes resumed.
+ */
+import { randomInt } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import * as fsp from 'node:fs/promises';
+import { setTimeout as sleepTimer } from 'node:timers/promises';
+import { abortedError, BlobcoreError, blobError, throwIfAborted } from '../../src/errors.js';
+
+/** Batch size for body writes: chunks are gathered (not copied) up to this many bytes per `writev`. */
+export const WRITE_BATCH_BYTES = 1024 * 1024;
+/** Read chunk and stream high-water mark. */
+export const READ_CHUNK_BYTES = 1024 * 1024;
+
+export function errnoCode(error: unknown): string | undefined {
+  if (typeof error === 'object' && error !== null && 'code' in error) {
+    const code = (error as { code: unknown }).code;
+    return typeof code === 'string' ? code : undefined;
+  }
+  return undefined;
+}
+
+export function isErrno(error: unknown, ...codes: string[]): boolean {
+  const code = errnoCode(error);
+  return code !== undefined && codes.includes(code);
+}
+
+const STORAGE_FULL = new Set(['ENOSPC', 'EDQUOT', 'EFBIG']);
+const TRANSIENT = new Set([
+  'ESTALE',
+  'EAGAIN',
+  'EBUSY',
+  'ETIMEDOUT',
+  'EINTR',
+  'EMFILE',
+  'ENFILE',
+  'ECONNRESET',
+]);
+const DENIED = new Set(['EACCES', 'EPERM', 'EROFS']);
+
+/**
+ * Maps an errno error to a BlobcoreError. BlobcoreErrors pass through unchanged.
+ * ENOENT maps to UNAVAILABLE here on purpose: only a caller that knows the missing path
+ * is the object itself may say NOT_FOUND.
+ */
+export function mapFsError(error: unknown, what: string, driver: string): BlobcoreError {
+  if (error instanceof BlobcoreError) return error;
+  const code = errnoCode(error);
+  const detail = code === undefined ? {} : { errno: code };
+  const message = `${what}: ${error instanceof Error ? error.message : String(error)}`;
+  if (error instanceof Error && error.name === 'AbortError') {
+    return new BlobcoreError('ABORTED', message, { driver, cause: error });
+  }
+  if (code !== undefined && STORAGE_FULL.has(code)) {
+    return blobError('INSUFFICIENT_STORAGE', message, { driver, cause: error, detail });
+  }
+  if (code !== undefined && TRANSIENT.has(code)) {
+    return blobError('UNAVAILABLE', message, { driver, cause: error, retryable: true, detail });
+  }
+  if (code !== undefined && DENIED.has(code)) {
+    return blobError('UNAVAILABLE', message, { driver, cause: error, retryable: false, detail });
+  }
+  if (code === 'ENAMETOOLONG') return blobError('KEY_INVALID', message, { driver, cause: error, detail });
+  return blobError('UNAVAILABLE', message, { driver, cause: error, retryable: false, detail });
+}
+
+export interface RetryPolicy {
+  /** Total attempts, including the first. */
+  attempts: number;
+  baseDelayMs: number;
+  codes: ReadonlySet<string>;
+}
+
+export const NO_RETRY: RetryPolicy = { attempts: 1, baseDelayMs: 0, codes: new Set() };
+export const NETWORK_RETRY: RetryPolicy = {
+  attempts: 6,
+  baseDelayMs: 5,
+  codes: new Set(['ESTALE', 'EAGAIN', 'EBUSY', 'ETIMEDOUT', 'EINTR']),
+};
+
+export async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  try {
+    await sleepTimer(ms, undefined, signal ? { signal } : undefined);
+  } catch (error) {
+    if (signal?.aborted) throw abortedError(signal);
+    throw error;
+  }
+}
+
+/** Metadata calls with the driver's retry policy. Data streaming is never retried here. */
+export class Sys {
+  constructor(readonly retry: RetryPolicy) {}
+
+  async call<T>(op: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await op();
+      } catch (error) {
+        const code = errnoCode(error);
+        if (attempt >= this.retry.attempts || code === undefined || !this.retry.codes.has(code)) throw error;
+        const delay = this.retry.baseDelayMs * 2 ** (attempt - 1);
+        await sleep(delay + randomInt(0, Math.max(1, Math.ceil(delay / 2))));
+      }
+    }
+  }
+
+  open(path: string, flags: string | number, mode?: number): Promise<FileHandle> {
+    return this.call(() => fsp.open(path, flags, mode));
+  }
+  rename(from: string, to: string): Promise<void> {
+    return this.call(() => fsp.rename(from, to));
+  }
+  link(from: string, to: string): Promise<void> {
+    return this.call(() => fsp.link(from, to));
+  }
+  unlink(path: string): Promise<void> {
+    return this.call(() => fsp.unlink(path));
+  }
+  /** Unlinks, treating a missing file as done. Returns whether something was removed. */
+  async unlinkIfExists(path: string): Promise<boolean> {
+    try {
+      await this.unlink(path);
+      return true;
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return false;
+      throw error;
+    }
+  }
+  stat(path: string) {
+    return this.call(() => fsp.stat(path, { bigint: true }));
+  }
+  lstat(path: string) {
+    return this.call(() => fsp.lstat(path, { bigint: true }));
+  }
+  readdir(path: string) {
+    return this.call(() => fsp.readdir(path, { withFileTypes: true }));
+  }
+  readdirNames(path: string) {
+    return this.call(() => fsp.readdir(path));
+  }
+  mkdir(path: string, mode: number): Promise<void> {
+    return this.call(() => fsp.mkdir(path, { mode }));
+  }
+  rmdir(path: string): Promise<void> {
+    return this.call(() => fsp.rmdir(path));
+  }
+  rm(path: string): Promise<void> {
+    return this.call(() => fsp.rm(path, { recursive: true, force: true, maxRetries: 3 }));
+  }
+  readFile(path: string): Promise<Buffer> {
+    return this.call(() => fsp.readFile(path));
+  }
+  chmod(path: string, mode: number): Promise<void> {
+    return this.call(() => fsp.chmod(path, mode));
+  }
+  statfs(path: string) {
+    return this.call(() => fsp.statfs(path));
+  }
+  copyFile(from: string, to: string): Promise<void> {
+    return this.call(() => fsp.copyFile(from, to, fsConstants.COPYFILE_EXCL | fsConstants.COPYFILE_FICLONE));
+  }
+}
+
+/** Writes all of `chunks` at `position`, resuming after short writes. */
+async function writeAll(handle: FileHandle, chunks: Uint8Array[], position: number): Promise<void> {
+  let pending = chunks;
+  let at = position;
+  while (pending.length > 0) {
+    const { bytesWritten } =
+      pending.length === 1
+        ? await handle.write(pending[0] as Uint8Array, 0, (pending[0] as Uint8Array).byteLength, at)
+        : await handle.writev(pending, at);
+    if (bytesWritten <= 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+    at += bytesWritten;
+    // Drop what was written; keep the remainder of a partially written chunk.
+    let skip = bytesWritten;
+    const rest: Uint8Array[] = [];
+    for (const chunk of pending) {
+      if (skip >= chunk.byteLength) {
+        skip -= chunk.byteLength;
+        continue;
+      }
+      rest.push(skip > 0 ? chunk.subarray(skip) : chunk);
+      skip = 0;
+    }
+    pending = rest;
+  }
+}
+
+/**
+ * Streams a body into a file. Chunks are batched by reference (no copy) into `writev`
+ * calls of about WRITE_BATCH_BYTES; one batch is written while the next is gathered.
+ * Every write's failure is observed: `finish()` or `settle()` must be called.
+ */
+export class FileSink {
+  private batch: Uint8Array[] = [];
+  private batchBytes = 0;
+  private inflight: Promise<void> | undefined;
+  private position: number;
+  written = 0;
+
+  constructor(
+    private readonly handle: FileHandle,
+    start: number,
+    private readonly onProgress?: (written: number) => Promise<void> | void,
+  ) {
+    this.position = start;
+  }
+
+  async add(chunk: Uint8Array): Promise<void> {
+    if (chunk.byteLength === 0) return;
+    this.batch.push(chunk);
+    this.batchBytes += chunk.byteLength;
+    if (this.batchBytes >= WRITE_BATCH_BYTES) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (this.batchBytes === 0) return;
+    const chunks = this.batch;
+    const bytes = this.batchBytes;
+    this.batch = [];
+    this.batchBytes = 0;
+    if (this.inflight) await this.inflight;
+    const at = this.position;
+    this.position += bytes;
+    this.written += bytes;
+    const write = writeAll(this.handle, chunks, at);
+    write.catch(() => {}); // observed here; the error is rethrown by the next await of `inflight`
+    this.inflight = write;
+    if (this.onProgress) await this.onProgress(this.written);
+  }
+
+  /** Writes what is left and waits for every write. */
+  async finish(): Promise<number> {
+    await this.flush();
+    const last = this.inflight;
+    this.inflight = undefined;
+    if (last) await last;
+    return this.written;
+  }
+
+  /** Waits for a write still in flight after a failure, ignoring its outcome. */
+  async settle(): Promise<void> {
+    const last = this.inflight;
+    this.inflight = undefined;
+    if (last) await last.catch(() => {});
+  }
+}
+
+/**
+ * Writes a whole body through a sink. A stream body is pulled with its `next()` raced
+ * against the signal, so a source that stalls cannot keep an aborted write waiting; the
+ * abandoned `next()` is observed and the source is asked to `return()`.
+ */
+export async function writeBody(
+  sink: FileSink,
+  body: Uint8Array | AsyncIterable<Uint8Array>,
+  signal: AbortSignal | undefined,
+): Promise<number> {
+  try {
+    throwIfAborted(signal);
+    if (body instanceof Uint8Array) await sink.add(body);
+    else await pump(sink, body, signal);
+    throwIfAborted(signal);
+    return await sink.finish();
+  } catch (error) {
+    await sink.settle();
+    throw error;
+  }
+}
+
+async function pump(sink: FileSink, body: AsyncIterable<Uint8Array>, signal: AbortSignal | undefined) {
+  const iterator = body[Symbol.asyncIterator]();
+  let onAbort: (() => void) | undefined;
+  const aborted = signal
+    ? new Promise<never>((_, reject) => {
+        onAbort = () => reject(abortedError(signal));
+        signal.addEventListener('abort', onAbort, { once: true });
+      })
+    : undefined;
+  aborted?.catch(() => {});
+  let finished = false;
+  try {
+    for (;;) {
+      const next = iterator.next();
+      next.catch(() => {}); // a stalled source may settle after we gave up on it
+      const result = aborted ? await Promise.race([next, aborted]) : await next;
+      if (result.done) {
+        finished = true;
+        return;
+      }
+      throwIfAborted(signal);
+      await sink.add(result.value);
+    }
+  } finally {
+    if (onAbort) signal?.removeEventListener('abort', onAbort);
+    if (!finished) iterator.return?.()?.catch(() => {});
+  }
+}
