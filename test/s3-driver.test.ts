@@ -16,6 +16,7 @@ import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { request } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  abortStaleMultipartUploads,
   createS3Driver,
   parseS3Url,
   S3_LIMITS,
@@ -420,6 +421,21 @@ describe(`s3 driver on ${lane.name}`, () => {
     const hidden = (raw.Contents ?? []).map((c) => c.Key as string);
     if (lane.multipartAbort) expect(hidden).toEqual([]);
     else expect(hidden).toEqual([expect.stringMatching(/^:blobcore\/aborted\/[0-9a-f]{40}$/)]);
+  });
+
+  it(`orphaned multipart uploads are aborted by age where ListMultipartUploads exists (${lane.name}: ${lane.multipartAbort ? 'yes' : 'no'})`, async () => {
+    const { driver } = await freshDriver();
+    const old = await driver.createMultipart('orphan/a');
+    const part = await driver.uploadPart(old, 1, 0, Buffer.from('x'), 1);
+    const before = await abortStaleMultipartUploads(driver, { olderThan: new Date(Date.now() - 3_600_000) });
+    expect(before.aborted).toBe(0);
+    const result = await abortStaleMultipartUploads(driver, { olderThan: new Date(Date.now() + 60_000) });
+    if (lane.multipartAbort) {
+      expect(result).toEqual({ aborted: 1, supported: true });
+      expect(await codeOf(driver.completeMultipart(old, [part]))).toBe('BLOB_UPLOAD_UNKNOWN');
+    } else {
+      expect(result).toEqual({ aborted: 0, supported: false });
+    }
   });
 
   it('ranged reads use explicit ranges and clip to what was asked (offset 0 length 1, last byte, over the end)', async () => {

@@ -60,6 +60,7 @@ import {
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   ListPartsCommand,
   PutObjectCommand,
@@ -971,6 +972,48 @@ class S3Driver implements Driver {
     }
   }
 
+  /** See `abortStaleMultipartUploads`. */
+  async abortStale(olderThan: Date, prefix: string, signal: AbortSignal | undefined) {
+    const bucket = this.#config.bucket;
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    let aborted = 0;
+    for (;;) {
+      let page: {
+        Uploads?: { Key?: string; UploadId?: string; Initiated?: Date }[];
+        IsTruncated?: boolean;
+        NextKeyMarker?: string;
+        NextUploadIdMarker?: string;
+      };
+      try {
+        page = await this.send(
+          new ListMultipartUploadsCommand({
+            Bucket: bucket,
+            Prefix: this.#config.prefix + prefix,
+            ...(keyMarker === undefined ? {} : { KeyMarker: keyMarker }),
+            ...(uploadIdMarker === undefined ? {} : { UploadIdMarker: uploadIdMarker }),
+          }),
+          { operation: 'ListMultipartUploads' },
+          signal,
+        );
+      } catch (error) {
+        const status = (error as { cause?: { status?: number; name?: string } }).cause;
+        if (status?.status === 405 || status?.status === 501 || status?.name === 'NotImplemented') {
+          return { aborted, supported: false };
+        }
+        throw error;
+      }
+      for (const upload of page.Uploads ?? []) {
+        if (!upload.Key || !upload.UploadId || !upload.Initiated || upload.Initiated >= olderThan) continue;
+        await this.abortUpload(upload.Key, upload.UploadId, signal);
+        aborted += 1;
+      }
+      if (!page.IsTruncated) return { aborted, supported: true };
+      keyMarker = page.NextKeyMarker;
+      uploadIdMarker = page.NextUploadIdMarker;
+    }
+  }
+
   async close(): Promise<void> {
     if (this.#ownsClient) this.#client.destroy();
   }
@@ -1025,6 +1068,23 @@ export function createS3Driver(options: S3DriverOptions): Driver {
 /** `s3://bucket/prefix?endpoint=…&region=…&forcePathStyle=true&caBundle=/path…` (see ./url.ts). */
 export function s3DriverFromUrl(url: URL): Driver {
   return createS3Driver(parseS3Url(url));
+}
+
+/**
+ * Aborts the multipart uploads under `prefix` (a driver key prefix; default all) that
+ * were started before `olderThan`: staged parts of uploads that crashed or were
+ * abandoned, which S3 keeps (and bills) until aborted. For an upload purge; choose
+ * `olderThan` well behind the longest upload a client may still resume. Servers
+ * without ListMultipartUploads (s3rver) give `{ aborted: 0, supported: false }`.
+ */
+export async function abortStaleMultipartUploads(
+  driver: Driver,
+  options: { olderThan: Date; prefix?: string; signal?: AbortSignal },
+): Promise<{ aborted: number; supported: boolean }> {
+  const s3 = inner.get(driver);
+  if (!s3) throw blobError('UNSUPPORTED', 'not a driver from createS3Driver', { driver: driver.name });
+  throwIfAborted(options.signal);
+  return s3.abortStale(options.olderThan, options.prefix ?? '', options.signal);
 }
 
 /** Buffered-byte counters of a driver from `createS3Driver` (undefined for other drivers). */
