@@ -430,13 +430,16 @@ export class PosixDriver implements Driver {
         } finally {
           closeSync(fd);
         }
-        try {
-          linkSync(probe, `${probe}.link`);
-          unlinkSync(`${probe}.link`);
-          hardLinks = true;
-        } catch (error) {
-          if (isErrno(error, 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV', 'EMLINK'))
-            hardLinks = false;
+        // The probe can only take hard links away: a family without dependable POSIX
+        // links (SMB) keeps them off even where a test link happens to work.
+        if (hardLinks) {
+          try {
+            linkSync(probe, `${probe}.link`);
+            unlinkSync(`${probe}.link`);
+          } catch (error) {
+            if (isErrno(error, 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EXDEV', 'EMLINK'))
+              hardLinks = false;
+          }
         }
       } catch {
         // read-only or full volume: keep the family's defaults; operations will report
