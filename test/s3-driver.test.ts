@@ -80,7 +80,7 @@ describe('s3 store URLs', () => {
       new URL(
         's3://my-bucket/some/prefix?endpoint=http://127.0.0.1:9000&region=eu-west-1&forcePathStyle=true' +
           '&caBundle=/etc/ssl/private-ca.pem&conditionalWrites=false&multipartAbort=false&partSize=16MiB' +
-          '&concurrency=8&checksum=sha256',
+          '&concurrency=8&checksum=sha256&httpHandler=undici',
       ),
     );
     expect(options).toEqual({
@@ -95,6 +95,7 @@ describe('s3 store URLs', () => {
       partSize: 16 * MiB,
       concurrency: 8,
       checksum: 'sha256',
+      httpHandler: 'undici',
     });
     expect(parseS3Url(new URL('s3://bucket'))).toEqual({ bucket: 'bucket', prefix: '' });
     expect(parseS3Url(new URL('s3://bucket/a/b/')).prefix).toBe('a/b/');
@@ -184,6 +185,14 @@ describe('s3 TLS with a private CA bundle', () => {
     });
     expect((await readAll(await inMemory.read('k'))).toString()).toBe('abc');
     await inMemory.close?.();
+    const viaUndici = createS3Driver({
+      ...parseS3Url(url),
+      httpHandler: 'undici',
+      credentials,
+      maxAttempts: 1,
+    });
+    expect(await viaUndici.stat('k')).toMatchObject({ size: 3, etag: '"abc"' });
+    await viaUndici.close?.();
   });
 
   it('refuses the server without the bundle: UNAVAILABLE, certificate not trusted', async () => {
@@ -197,6 +206,16 @@ describe('s3 TLS with a private CA bundle', () => {
     });
     expect(await codeOf(driver.stat('k'))).toBe('UNAVAILABLE');
     await driver.close?.();
+    const viaUndici = createS3Driver({
+      bucket: 'bucket',
+      endpoint: `https://127.0.0.1:${port}`,
+      forcePathStyle: true,
+      credentials,
+      maxAttempts: 1,
+      httpHandler: 'undici',
+    });
+    expect(await codeOf(viaUndici.stat('k'))).toBe('UNAVAILABLE');
+    await viaUndici.close?.();
   });
 });
 
@@ -454,6 +473,30 @@ describe(`s3 driver on ${lane.name}`, () => {
         await (raw.Body as Readable & { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
       ).equals(bytes),
     ).toBe(true);
+  });
+
+  it('the undici HTTP handler (httpHandler: undici) round-trips, ranges, streams, maps errors and aborts', async () => {
+    const { driver } = await freshDriver({ httpHandler: 'undici', partSize: 5 * MiB });
+    const { body, digest } = source(12 * MiB + 5, 512 * 1024);
+    expect((await driver.write('u/big', body)).size).toBe(12 * MiB + 5);
+    expect(
+      createHash('sha256')
+        .update(await readAll(await driver.read('u/big')))
+        .digest('hex'),
+    ).toBe(digest());
+    const bytes = Buffer.from('0123456789');
+    await driver.write('u/small', bytes);
+    expect((await readAll(await driver.read('u/small', { offset: 3, length: 4 }))).toString()).toBe('3456');
+    expect((await readAll(await driver.read('u/small', { offset: 10 }))).length).toBe(0);
+    expect(await codeOf(driver.read('u/small', { offset: 11 }))).toBe('RANGE_INVALID');
+    expect(await codeOf(driver.read('u/missing'))).toBe('NOT_FOUND');
+    expect(await driver.stat('u/missing')).toBeNull();
+    expect((await driver.list('u/')).keys).toEqual(['u/big', 'u/small']);
+    const controller = new AbortController();
+    const pending = driver.write('u/aborted', source(64 * MiB, MiB).body, { signal: controller.signal });
+    setTimeout(() => controller.abort(), 50);
+    expect(await codeOf(pending)).toBe('ABORTED');
+    expect(await driver.stat('u/aborted')).toBeNull();
   });
 
   it('copy keeps the source and makes an independent object', async () => {

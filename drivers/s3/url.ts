@@ -9,7 +9,8 @@
  *   multipartAbort=false         the server lacks AbortMultipartUpload (see index.ts)
  *   partSize=8388608             bytes per part for writes of unknown length (≥ 5 MiB; K/M/G suffixes)
  *   concurrency=4                parts in flight per write (memory: partSize × concurrency)
- *   checksum=sha256              send x-amz-checksum-sha256 with parts the driver buffers
+ *   checksum=sha256              send x-amz-checksum-sha256 with single-request PUTs
+ *   httpHandler=undici           HTTP client under the SDK: node (default) or undici
  *
  * Credentials never come from the URL (a URL with user info is refused without echoing
  * it): the SDK's default provider chain supplies them. There is no option that turns
@@ -126,9 +127,13 @@ export function parseS3Url(url: URL): S3DriverOptions {
         if (value !== 'sha256' && value !== 'none') throw invalid('checksum must be sha256 or none');
         options.checksum = value;
         break;
+      case 'httpHandler':
+        if (value !== 'node' && value !== 'undici') throw invalid('httpHandler must be node or undici');
+        options.httpHandler = value;
+        break;
       default:
         throw invalid(
-          `unknown option ${JSON.stringify(name)} (known: endpoint, region, forcePathStyle, caBundle, conditionalWrites, multipartAbort, partSize, concurrency, checksum)`,
+          `unknown option ${JSON.stringify(name)} (known: endpoint, region, forcePathStyle, caBundle, conditionalWrites, multipartAbort, partSize, concurrency, checksum, httpHandler)`,
         );
     }
   }
