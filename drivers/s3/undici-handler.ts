@@ -22,7 +22,7 @@ interface SdkRequest {
   body?: unknown;
 }
 
-function escape(value: string): string {
+function escapeUri(value: string): string {
   return encodeURIComponent(value).replace(
     /[!'()*]/g,
     (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
@@ -34,9 +34,9 @@ function queryString(query: SdkRequest['query']): string {
   const parts: string[] = [];
   for (const key of Object.keys(query ?? {}).sort()) {
     const value = query?.[key];
-    if (Array.isArray(value)) for (const v of value) parts.push(`${escape(key)}=${escape(v)}`);
-    else if (value || typeof value === 'string') parts.push(`${escape(key)}=${escape(value)}`);
-    else parts.push(escape(key));
+    if (Array.isArray(value)) for (const v of value) parts.push(`${escapeUri(key)}=${escapeUri(v)}`);
+    else if (value || typeof value === 'string') parts.push(`${escapeUri(key)}=${escapeUri(value)}`);
+    else parts.push(escapeUri(key));
   }
   return parts.join('&');
 }
