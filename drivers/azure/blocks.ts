@@ -19,6 +19,8 @@ import { toBuffer } from '../../src/bytes.js';
 import { abortedError } from '../../src/errors.js';
 
 export const BLOCK_ID_BYTES = 28;
+/** Blocks that reach this size while being read get a buffer of their own (see BlockReader.read). */
+const JOIN_LIMIT = 256 * 1024;
 
 export function newNonce(): string {
   return randomBytes(8).toString('hex');
@@ -78,17 +80,30 @@ export class BlockReader {
 
   /** The next `size` bytes (fewer only at the end), or null when the body is exhausted. */
   async read(size: number): Promise<Buffer | null> {
-    const chunks: Buffer[] = [];
+    // Small bodies are joined at the end; once a block is clearly big, it gets its own
+    // buffer and chunks are copied in as they arrive, so a block is never held twice.
+    let chunks: Buffer[] = [];
+    let block: Buffer | undefined;
     let filled = 0;
     while (filled < size) {
       const chunk = await this.#pull();
       if (!chunk) break;
       const take = Math.min(size - filled, chunk.byteLength);
-      chunks.push(toBuffer(take === chunk.byteLength ? chunk : chunk.subarray(0, take)));
+      const piece = toBuffer(take === chunk.byteLength ? chunk : chunk.subarray(0, take));
       if (take < chunk.byteLength) this.#pending = chunk.subarray(take);
+      if (filled === 0 && take === size) return piece; // one chunk covers the block: no copy
+      if (!block && filled + take >= JOIN_LIMIT) {
+        block = Buffer.allocUnsafe(size);
+        let at = 0;
+        for (const held of chunks) at += held.copy(block, at);
+        chunks = [];
+      }
+      if (block) piece.copy(block, filled);
+      else chunks.push(piece);
       filled += take;
     }
     if (filled === 0) return null;
+    if (block) return block.subarray(0, filled);
     return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, filled);
   }
 

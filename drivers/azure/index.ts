@@ -70,6 +70,7 @@ import {
   newPipeline,
   type RequestPolicy,
   type RequestPolicyFactory,
+  RestError,
   SASProtocol,
   StorageRetryPolicyType,
   StorageSharedKeyCredential,
@@ -129,6 +130,12 @@ export const AZURE_MAX_PUT_BLOB_SIZE = 5000 * MiB;
 export const AZURE_MAX_LIST_PAGE = 5000;
 /** Longest validity of a user-delegation key, and so of a user-delegation SAS. */
 export const AZURE_MAX_DELEGATION_MS = 7 * 24 * 3600 * 1000;
+/**
+ * SAS format version of the signed URLs. The SDK would default to 2026-04-06, whose
+ * user-delegation string-to-sign Azurite 3.35 cannot check yet; Azure accepts older
+ * versions, so the URLs use 2025-11-05, the newest both understand.
+ */
+export const SAS_VERSION = '2025-11-05';
 
 // ── This driver's choices ─────────────────────────────────────────────────────────────
 /** Default block size: the unit of staging, of retries and of buffering. */
@@ -200,19 +207,55 @@ function emptyStream(): Readable {
   return Readable.from([], { objectMode: false });
 }
 
-/** A v1 request policy: a client-side timeout per attempt (the SDK retries it) and an optional agent. */
-function attemptPolicy(timeoutMs: number, agent: HttpsAgent | undefined): RequestPolicyFactory {
-  return {
-    create(next: RequestPolicy): RequestPolicy {
-      return {
-        sendRequest(request: WebResource) {
-          if (!request.timeout) request.timeout = timeoutMs;
-          if (agent && request.url.startsWith('https:')) request.agent = agent;
-          return next.sendRequest(request);
-        },
-      };
-    },
-  };
+/**
+ * Per-attempt client timeout (until the response headers) and an optional HTTPS agent.
+ * The SDK's own `tryTimeoutInMs` only asks the *server* to time out, and a core
+ * request timeout surfaces as a non-retried AbortError; this policy instead fails a
+ * silent attempt with a RestError coded TIMEOUT, which the storage retry policy retries.
+ *
+ * The class name matters: @azure/storage-blob 12.32 places legacy policy factories
+ * named `InjectorPolicyFactory` after its retry policy (Pipeline.js,
+ * processDownlevelPipeline), so this runs once per attempt, not once per operation.
+ * test/azure-driver.test.ts checks that a silent server is retried and then reported.
+ */
+class InjectorPolicyFactory implements RequestPolicyFactory {
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly agent: HttpsAgent | undefined,
+  ) {}
+
+  create(next: RequestPolicy): RequestPolicy {
+    const { timeoutMs, agent } = this;
+    return {
+      async sendRequest(request: WebResource) {
+        if (agent && request.url.startsWith('https:')) request.agent = agent;
+        const outer = request.abortSignal;
+        const attempt = new AbortController();
+        let timedOut = false;
+        const timer = setTimeout(() => {
+          timedOut = true;
+          attempt.abort();
+        }, timeoutMs);
+        const native = outer instanceof AbortSignal;
+        const onAbort = () => attempt.abort();
+        if (outer && !native) outer.addEventListener('abort', onAbort);
+        request.abortSignal = native ? AbortSignal.any([outer, attempt.signal]) : attempt.signal;
+        try {
+          return await next.sendRequest(request);
+        } catch (error) {
+          if (timedOut && !outer?.aborted) {
+            throw new RestError(`no response within ${timeoutMs} ms`, { code: 'TIMEOUT' });
+          }
+          throw error;
+        } finally {
+          clearTimeout(timer);
+          // Assign (not delete): the request is a proxy that passes assignments through.
+          (request as { abortSignal: WebResource['abortSignal'] | undefined }).abortSignal = outer;
+          if (outer && !native) outer.removeEventListener('abort', onAbort);
+        }
+      },
+    };
+  }
 }
 
 class AzureDriver implements Driver {
@@ -295,7 +338,7 @@ class AzureDriver implements Driver {
       userAgentOptions: { userAgentPrefix: 'blobcore' },
     });
     pipeline.factories.push(
-      attemptPolicy(
+      new InjectorPolicyFactory(
         positiveInteger('retry.requestTimeoutMs', retry.requestTimeoutMs, 1, 86_400_000),
         this.#agent,
       ),
@@ -829,6 +872,7 @@ class AzureDriver implements Driver {
         permissions: BlobSASPermissions.parse('r'),
         expiresOn,
         protocol: this.#endpoint.startsWith('https:') ? SASProtocol.Https : SASProtocol.HttpsAndHttp,
+        version: SAS_VERSION,
       };
       let query: string;
       if (this.#sharedKey) {
