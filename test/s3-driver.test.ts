@@ -18,6 +18,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   abortStaleMultipartUploads,
   createS3Driver,
+  deleteKeys,
   parseS3Url,
   S3_LIMITS,
   s3DriverFromUrl,
@@ -498,6 +499,19 @@ describe(`s3 driver on ${lane.name}`, () => {
     expect(await codeOf(pending)).toBe('ABORTED');
     expect(await driver.stat('u/aborted')).toBeNull();
   });
+
+  it('deleteKeys removes 1,234 keys in batches of at most 1,000, missing keys included', async () => {
+    const { driver } = await freshDriver();
+    const keys = Array.from({ length: 1234 }, (_, i) => `many/${String(i).padStart(5, '0')}`);
+    const written = keys.filter((_, i) => i % 3 !== 0);
+    for (let at = 0; at < written.length; at += 64) {
+      await Promise.all(written.slice(at, at + 64).map((key) => driver.write(key, Buffer.from(key))));
+    }
+    await driver.write('keep/me', Buffer.from('kept'));
+    expect(await deleteKeys(driver, keys)).toBe(1234);
+    expect((await driver.list('')).keys).toEqual(['keep/me']);
+    expect(await codeOf(deleteKeys(driver, ['ok', 'a/../b']))).toBe('KEY_INVALID');
+  }, 120_000);
 
   it('copy keeps the source and makes an independent object', async () => {
     const { driver } = await freshDriver();

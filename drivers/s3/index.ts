@@ -60,6 +60,7 @@ import {
   CopyObjectCommand,
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
@@ -91,7 +92,7 @@ import type {
 } from '../../src/driver.js';
 import { DEFAULT_LIST_LIMIT, guardDriver } from '../../src/driver.js';
 import { blobError, isBlobcoreError, throwIfAborted } from '../../src/errors.js';
-import { isValidKey } from '../../src/keys.js';
+import { isValidKey, validateKey } from '../../src/keys.js';
 import { ClipStream, chunksReadable, holdLastChunk, PieceReader } from './body.js';
 import { type S3ErrorContext, s3Error } from './errors.js';
 import { UndiciHttpHandler } from './undici-handler.js';
@@ -986,6 +987,34 @@ class S3Driver implements Driver {
     }
   }
 
+  /** See `deleteKeys`. */
+  async deleteMany(keys: readonly string[], signal: AbortSignal | undefined): Promise<number> {
+    const objectKeys = keys.map((key) => this.objectKey(key));
+    let deleted = 0;
+    for (let at = 0; at < objectKeys.length; at += S3_MAX_DELETE_BATCH) {
+      const batch = objectKeys.slice(at, at + S3_MAX_DELETE_BATCH);
+      const out = await this.send<{ Deleted?: unknown[]; Errors?: { Key?: string; Code?: string }[] }>(
+        new DeleteObjectsCommand({
+          Bucket: this.#config.bucket,
+          Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+        }),
+        { operation: 'DeleteObjects' },
+        signal,
+      );
+      const failed = out.Errors ?? [];
+      if (failed.length > 0) {
+        const first = failed[0];
+        throw blobError(
+          'UNAVAILABLE',
+          `DeleteObjects s3://${this.#config.bucket}: ${failed.length} of ${batch.length} keys not deleted (first: ${first?.Key} ${first?.Code})`,
+          { driver: 's3', retryable: true },
+        );
+      }
+      deleted += batch.length;
+    }
+    return deleted;
+  }
+
   /** See `abortStaleMultipartUploads`. */
   async abortStale(olderThan: Date, prefix: string, signal: AbortSignal | undefined) {
     const bucket = this.#config.bucket;
@@ -1082,6 +1111,23 @@ export function createS3Driver(options: S3DriverOptions): Driver {
 /** `s3://bucket/prefix?endpoint=…&region=…&forcePathStyle=true&caBundle=/path…` (see ./url.ts). */
 export function s3DriverFromUrl(url: URL): Driver {
   return createS3Driver(parseS3Url(url));
+}
+
+/**
+ * Deletes many keys with DeleteObjects, 1,000 per request (missing keys are not an
+ * error, as with S3). Keys are validated like every driver key. Resolves to the number
+ * of keys sent; a key the server could not delete fails with UNAVAILABLE naming it.
+ */
+export async function deleteKeys(
+  driver: Driver,
+  keys: readonly string[],
+  options: { signal?: AbortSignal } = {},
+): Promise<number> {
+  const s3 = inner.get(driver);
+  if (!s3) throw blobError('UNSUPPORTED', 'not a driver from createS3Driver', { driver: driver.name });
+  for (const key of keys) validateKey(key);
+  throwIfAborted(options.signal);
+  return s3.deleteMany(keys, options.signal);
 }
 
 /**
