@@ -147,6 +147,11 @@ function guardedBody(body: Body, size: number | undefined, signal: AbortSignal |
 function abortStreamOnSignal(stream: Readable, signal: AbortSignal | undefined): Readable {
   if (!signal) return stream;
   const onAbort = () => stream.destroy(abortedError(signal));
+  if (signal.aborted) {
+    // Fired while the driver was opening the stream: an 'abort' listener would never run.
+    onAbort();
+    return stream;
+  }
   signal.addEventListener('abort', onAbort, { once: true });
   stream.once('close', () => signal.removeEventListener('abort', onAbort));
   return stream;

@@ -26,7 +26,8 @@
  *   uploads     uploads idle longer than `uploadTtlMs` are cancelled (multipart aborted).
  *   orphans     data keys no index names (left by a crash between writing bytes and
  *               index), not held by a live upload and older than `orphanGraceMs`, are
- *               deleted. A put publishes its index right after its bytes, so this is the
+ *               deleted, and so are touch records of digests that are not stored (a
+ *               refused put touches before it learns the digest is new). A put publishes its index right after its bytes, so this is the
  *               one place that relies on time: the orphan grace must exceed the longest
  *               single put (default 24 hours).
  */
@@ -558,6 +559,12 @@ class GarbageCollector {
     for await (const key of listAll(this.driver, 'data/', this.signal)) {
       if (!referenced.has(key) && !liveUploads.has(key)) orphans.push(key);
     }
+    const stored = new Set(indexes);
+    const staleTouches: string[] = [];
+    for await (const key of listAll(this.driver, 'touches/', this.signal)) {
+      if (!stored.has(digestFromKey(key))) staleTouches.push(key);
+    }
+    orphans.push(...staleTouches);
     await forEachLimit(orphans, this.concurrency, async (key) => {
       const stat = await this.driver.stat(key, this.signal);
       // Younger bytes may belong to a put that has not published its index yet.

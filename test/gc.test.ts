@@ -205,12 +205,16 @@ describe('garbage collection', () => {
     const idle = await store.uploads.start();
     await idle.append(randomBytes(200 * 1024), { offset: 0 });
     await store.driver.write('data/00/00/00000000000000000000000000000000', Buffer.from('orphan'));
+    // A refused put touched a digest that never got stored.
+    expect(await codeOf(store.put(Buffer.from('x'), { expected: sha256(Buffer.from('y')) }))).toBe('DIGEST_INVALID');
+    expect((await store.driver.list('touches/')).keys).toHaveLength(1);
     await sleep(5);
     const live = await store.uploads.start();
     await live.append(Buffer.from('x'), { offset: 0 });
     const report = await store.gc({ graceMs: 0, uploadTtlMs: 3, orphanGraceMs: 0 });
     expect(report.uploadsPurged).toBe(1);
-    expect(report.orphansRemoved).toBe(1);
+    expect(report.orphansRemoved).toBe(2);
+    expect((await store.driver.list('touches/')).keys).toEqual([]);
     expect(await codeOf(store.uploads.resume(idle.id))).toBe('BLOB_UPLOAD_UNKNOWN');
     await live.append(Buffer.from('y'), { offset: 1 });
     expect((await live.commit({ digest: sha256(Buffer.from('xy')) })).size).toBe(2);
