@@ -513,6 +513,13 @@ describe(`s3 driver on ${lane.name}`, () => {
     expect(await codeOf(deleteKeys(driver, ['ok', 'a/../b']))).toBe('KEY_INVALID');
   }, 120_000);
 
+  it('checksum: sha256 sends x-amz-checksum-sha256 with single PUTs; the server accepts or ignores it', async () => {
+    const { driver } = await freshDriver({ checksum: 'sha256' });
+    const bytes = Buffer.from('checksummed '.repeat(100));
+    expect((await driver.write('sum/one', bytes)).size).toBe(bytes.length);
+    expect((await readAll(await driver.read('sum/one'))).equals(bytes)).toBe(true);
+  });
+
   it('copy keeps the source and makes an independent object', async () => {
     const { driver } = await freshDriver();
     await driver.write('c/src', Buffer.from('copy me'));
