@@ -494,8 +494,8 @@ export class PosixDriver implements Driver {
   }
 
   /** Writes the `,name` file of a hashed directory (atomically; every creator may do it). */
-  private async nameLongDir(dir: string): Promise<void> {
-    const name = dir.slice(dir.lastIndexOf('/') + 1);
+  private async nameLongDir(dir: string, as: string = dir): Promise<void> {
+    const name = as.slice(as.lastIndexOf('/') + 1);
     const segment = this.longSegments.get(name);
     if (!LONG_DIR.test(name) || segment === undefined) return;
     const temp = `${dir}/${LONG_DIR_NAME_FILE}.${randomBytes(6).toString('hex')}`;
@@ -536,10 +536,11 @@ export class PosixDriver implements Driver {
   private async ensureDir(dir: string): Promise<void> {
     for (let attempt = 0; attempt < 8; attempt++) {
       try {
-        await this.sys.mkdir(dir, this.dirMode);
+        if (this.config.groupShared && dir.startsWith(`${this.objectsDir}/`)) await this.placeDir(dir);
+        else await this.sys.mkdir(dir, this.dirMode);
       } catch (error) {
-        if (isErrno(error, 'EEXIST')) {
-          await this.nameLongDir(dir);
+        if (isErrno(error, 'EEXIST', 'ENOTEMPTY')) {
+          if (!this.config.groupShared) await this.nameLongDir(dir);
           return;
         }
         if (isErrno(error, 'ENOENT') && dir.length > this.base.length) {
@@ -548,10 +549,29 @@ export class PosixDriver implements Driver {
         }
         throw error;
       }
-      if (this.config.groupShared) await this.sys.chmod(dir, this.dirMode).catch(() => {});
-      await this.nameLongDir(dir);
+      if (!this.config.groupShared) await this.nameLongDir(dir);
       if (this.durability === 'full') await this.syncDir(parentOf(dir));
       return;
+    }
+  }
+
+  /**
+   * Group-shared profile: a new object folder is built in v1/tmp with its final mode
+   * (setgid, group-writable) and `,name` file, then renamed into place, so no other uid
+   * ever sees it half-made (a plain mkdir + chmod leaves a window in which another
+   * replica's link into it fails with EACCES). If the folder appeared meanwhile, the
+   * rename fails (non-empty) or replaces an empty twin, both fine.
+   */
+  private async placeDir(dir: string): Promise<void> {
+    const temp = this.tempName('dir');
+    await this.withParent(temp, () => this.sys.mkdir(temp, this.dirMode));
+    try {
+      await this.sys.chmod(temp, this.dirMode);
+      await this.nameLongDir(temp, dir);
+      await this.sys.rename(temp, dir);
+    } catch (error) {
+      await this.sys.rm(temp).catch(() => {});
+      throw error;
     }
   }
 
@@ -643,7 +663,13 @@ export class PosixDriver implements Driver {
     try {
       await this.refresher.remove(handle);
       const stamp = stampSeconds();
-      await handle.utimes(stamp, stamp);
+      try {
+        await handle.utimes(stamp, stamp);
+      } catch (error) {
+        // Only the owner may set explicit times: completing a multipart upload staged by
+        // another uid (pvc, group-writable) keeps the mtime of its last write instead.
+        if (!isErrno(error, 'EPERM', 'EACCES')) throw error;
+      }
       await this.syncFile(handle);
       if (!this.config.freshStat) stat = await handle.stat({ bigint: true });
     } finally {
@@ -1465,7 +1491,7 @@ export interface PosixExtras {
   objectPath(key: string): string;
 }
 
-export type PosixDriverHandle = Driver & PosixExtras;
+export type PosixDriverHandle = Omit<Driver, 'usage'> & PosixExtras;
 
 /** Wraps the guarded driver with the extras, tagging their errors with the driver name. */
 export function withExtras(guarded: Driver, inner: PosixDriver): PosixDriverHandle {
