@@ -106,8 +106,6 @@ export type RegistryHandler = (request: IncomingMessage, response: ServerRespons
 const API_VERSION = { 'Docker-Distribution-API-Version': 'registry/2.0' };
 const JSON_TYPE = 'application/json';
 const OCTETS = 'application/octet-stream';
-/** How long a PATCH/PUT waits for another writer's claim on the same upload before 503. */
-const BUSY_WAIT_MS = 3000;
 
 interface Context {
   request: IncomingMessage;
@@ -150,8 +148,23 @@ function contextOf(route: Route | null): ErrorContext {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+/** Resolves when `promise` settles, or rejects with ABORTED when the signal fires first. */
+function waitFor(promise: Promise<unknown>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(blobError('ABORTED', 'client went away'));
+  return new Promise<void>((resolve, reject) => {
+    const onAbort = () => reject(blobError('ABORTED', 'client went away'));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      },
+      () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      },
+    );
+  });
 }
 
 export function createRegistryHandler(store: BlobStore, options: RegistryOptions = {}): RegistryHandler {
@@ -364,8 +377,38 @@ export function createRegistryHandler(store: BlobStore, options: RegistryOptions
     send(ctx, 202, sessionHeaders(repo, session.id, 0));
   }
 
+  /**
+   * Requests that change one session run one at a time in this process, each on a fresh
+   * view of the session's record. Across processes the store's claim and compare-and-swap
+   * keep a session consistent; in one process, queueing also spares the loser of a race
+   * a spurious 503.
+   */
+  const sessionLocks = new Map<string, Promise<void>>();
+
+  async function withSessionLock<T>(id: string, signal: AbortSignal, work: () => Promise<T>): Promise<T> {
+    const previous = sessionLocks.get(id) ?? Promise.resolve();
+    let release: () => void = () => {};
+    const mine = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const chained = previous.then(() => mine);
+    sessionLocks.set(id, chained);
+    try {
+      await waitFor(previous, signal);
+      return await work();
+    } finally {
+      release();
+      if (sessionLocks.get(id) === chained) sessionLocks.delete(id);
+    }
+  }
+
   async function upload(ctx: Context, repo: Repository, method: string): Promise<void> {
     if (method === 'POST') return postUpload(ctx, repo);
+    if (method === 'GET') return sessionRequest(ctx, repo, method);
+    return withSessionLock(ctx.route.reference, ctx.signal, () => sessionRequest(ctx, repo, method));
+  }
+
+  async function sessionRequest(ctx: Context, repo: Repository, method: string): Promise<void> {
     const id = ctx.route.reference;
     const { signal } = ctx;
     const session = await repo.uploads.resume(id, { signal });
@@ -453,21 +496,17 @@ export function createRegistryHandler(store: BlobStore, options: RegistryOptions
     } else {
       offset = (await session.status({ signal })).offset;
     }
-    const deadline = Date.now() + BUSY_WAIT_MS;
-    for (;;) {
-      try {
-        const status = await session.append(request, { offset, size, signal });
-        return status.offset;
-      } catch (error) {
-        // Another writer holds the session's claim: nothing of this body was read yet, so wait a little.
-        if (!isBlobcoreError(error, 'RANGE_INVALID') || error.detail.busy !== true) throw error;
-        if (Date.now() > deadline) {
-          throw blobError('UNAVAILABLE', `upload ${session.id} is being written by another request; retry`, {
-            cause: error,
-          });
-        }
-        await sleep(100);
+    try {
+      return (await session.append(request, { offset, size, signal })).offset;
+    } catch (error) {
+      // Another process holds the session's claim (requests of this process queue on the
+      // session lock instead): nothing of this body was read. Ask the client to retry.
+      if (isBlobcoreError(error, 'RANGE_INVALID') && error.detail.busy === true) {
+        throw blobError('UNAVAILABLE', `upload ${session.id} is being written by another request; retry`, {
+          cause: error,
+        });
       }
+      throw error;
     }
   }
 
