@@ -73,6 +73,23 @@ export class PieceReader {
     return { chunks, size };
   }
 
+  /**
+   * Copies up to `target.length` bytes into `target` and returns how many; fewer only at
+   * the end of the body. The source's chunks are dropped as soon as they are copied.
+   */
+  async readInto(target: Buffer, signal: AbortSignal | undefined): Promise<number> {
+    let filled = 0;
+    while (filled < target.length) {
+      const { chunks, size } = await this.read(Math.min(target.length - filled, 1024 * 1024), signal);
+      if (size === 0) break;
+      for (const chunk of chunks) {
+        target.set(chunk, filled);
+        filled += chunk.byteLength;
+      }
+    }
+    return filled;
+  }
+
   /** True once the body has no more bytes (may pull one chunk to find out). */
   async ended(signal: AbortSignal | undefined): Promise<boolean> {
     if (this.carry) return false;

@@ -615,10 +615,25 @@ class S3Driver implements Driver {
     const uploadId = created.UploadId as string;
     const etags: string[] = [];
     const inflight = new Set<Promise<void>>();
+    // At most `concurrency` part buffers, reused: the bytes a write holds stay below
+    // partSize × concurrency however long the body is.
+    const pool: Buffer[] = [];
+    const take = () => pool.pop() ?? Buffer.allocUnsafe(partSize);
     let failure: { error: unknown } | null = null;
     let total = 0;
     try {
-      let piece = first ?? (await reader.read(partSize, signal));
+      let buffer = take();
+      let size: number;
+      if (first) {
+        size = 0;
+        for (const chunk of first.chunks) {
+          buffer.set(chunk, size);
+          size += chunk.byteLength;
+        }
+        first.chunks.length = 0;
+      } else {
+        size = await reader.readInto(buffer, signal);
+      }
       for (let partNumber = 1; ; partNumber++) {
         if (partNumber > S3_MAX_PARTS) {
           throw blobError(
@@ -627,17 +642,17 @@ class S3Driver implements Driver {
             { driver: 's3' },
           );
         }
-        const size = piece.size;
-        const bytes = concat(piece.chunks, size);
-        this.track(size);
+        const part = buffer;
+        const partBytes = size;
+        this.track(partBytes);
         const upload = this.send<{ ETag?: string }>(
           new UploadPartCommand({
             Bucket: bucket,
             Key: objectKey,
             UploadId: uploadId,
             PartNumber: partNumber,
-            Body: bytes,
-            ContentLength: size,
+            Body: part.subarray(0, partBytes),
+            ContentLength: partBytes,
           }),
           { operation: 'UploadPart', key: objectKey, multipart: true },
           signal,
@@ -649,16 +664,18 @@ class S3Driver implements Driver {
             failure ??= { error };
           })
           .finally(() => {
-            this.track(-size);
+            this.track(-partBytes);
+            pool.push(part);
             inflight.delete(upload);
           });
         inflight.add(upload);
-        total += size;
+        total += partBytes;
         while (inflight.size >= this.#config.concurrency && !failure) await Promise.race(inflight);
         if (failure) throw (failure as { error: unknown }).error;
-        if (size < partSize) break;
-        piece = await reader.read(partSize, signal);
-        if (piece.size === 0) break;
+        if (partBytes < partSize) break;
+        buffer = take();
+        size = await reader.readInto(buffer, signal);
+        if (size === 0) break;
       }
       await Promise.all(inflight);
       if (failure) throw (failure as { error: unknown }).error;
