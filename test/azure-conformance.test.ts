@@ -3,10 +3,10 @@
  * for this file (see ./fixtures/azure-helpers.ts). Every case gets a fresh container; `reopen`
  * builds a second driver on the same container, standing in for another process.
  *
- * Two configurations: the defaults (8 MiB blocks, no key prefix), and small blocks
- * (256 KiB) under a key prefix, so that writes past 256 KiB and every multipart part go
- * through parallel block staging with several blocks per part, and keys are mapped
- * under a prefix.
+ * Two configurations: the defaults (8 MiB blocks, parts in 2 MiB blocks, no key
+ * prefix), and small blocks (256 KiB for writes, 128 KiB inside parts) under a key
+ * prefix, so that writes past 256 KiB go through parallel block staging, every
+ * multipart part spans several blocks, and keys are mapped under a prefix.
  */
 import { driverConformance, storeConformance } from '../conformance/index.js';
 import { azureFactory, useAzurite } from './fixtures/azure-helpers.js';
@@ -22,6 +22,7 @@ await storeConformance({ name: 'azure (Azurite)', createDriver: defaults.create,
 const small = azureFactory(azurite, 'small', {
   prefix: 'nested/prefix',
   blockSize: 256 * 1024,
+  partBlockSize: 128 * 1024,
   minPartSize: 512 * 1024,
   concurrency: 3,
 });

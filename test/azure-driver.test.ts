@@ -29,8 +29,8 @@ import {
   AZURE_RETRY_DEFAULTS,
   azureDriverFromUrl,
   createAzureDriver,
-  DEFAULT_BLOCK_SIZE,
   DEFAULT_MIN_PART_SIZE,
+  DEFAULT_PART_BLOCK_SIZE,
   MAX_PARTS,
   type TokenCredentialLike,
 } from '../drivers/azure/index.js';
@@ -165,12 +165,12 @@ describe('azure: store URLs and credentials', () => {
     const container = containerName('url');
     const url = new URL(
       `azure://${container}/deep/prefix?endpoint=${encodeURIComponent(server.endpoint)}` +
-        '&blockSize=1MiB&concurrency=2&minPartSize=512KiB&createContainer=true',
+        '&blockSize=1MiB&partBlockSize=256KiB&concurrency=2&minPartSize=512KiB&createContainer=true',
     );
     const driver = azureDriverFromUrl(url, {
       env: { AZURE_STORAGE_CONNECTION_STRING: server.connectionString },
     });
-    expect(driver.limits).toEqual({ minPartSize: 512 * 1024, maxPartSize: 5 * MiB, maxParts: MAX_PARTS });
+    expect(driver.limits).toEqual({ minPartSize: 512 * 1024, maxPartSize: 1280 * 1024, maxParts: MAX_PARTS });
     await driver.write('k', Buffer.from('hello'));
     const names: string[] = [];
     for await (const blob of azurite.service.getContainerClient(container).listBlobsFlat())
@@ -184,7 +184,7 @@ describe('azure: store URLs and credentials', () => {
     const driver = createAzureDriver({ container: 'abc', accountName: 'acct', accountKey: 'a2V5' });
     expect(driver.limits).toEqual({
       minPartSize: DEFAULT_MIN_PART_SIZE,
-      maxPartSize: 5 * DEFAULT_BLOCK_SIZE,
+      maxPartSize: 5 * DEFAULT_PART_BLOCK_SIZE,
       maxParts: 10_000,
     });
     expect(driver.capabilities).toEqual({
@@ -564,7 +564,7 @@ describe('azure: error mapping', () => {
 });
 
 describe('azure: multipart staging', () => {
-  const small = azureFactory(azurite, 'blk', { blockSize: 64 * 1024, minPartSize: 64 * 1024 });
+  const small = azureFactory(azurite, 'blk', { partBlockSize: 64 * 1024, minPartSize: 64 * 1024 });
 
   it('re-staging a part (a retry after a timeout) replaces its blocks: nothing is duplicated', async () => {
     const driver = await small.create();

@@ -12,15 +12,15 @@
  *
  * Memory: a body is read one block at a time, and a block is read only when fewer than
  * `concurrency` blocks are in flight, so at most `concurrency` blocks (of `blockSize`
- * bytes) are held per write or part, whatever the body's length.
+ * bytes) are held per write or part, whatever the body's length. A block keeps the
+ * chunks it arrived in (views, no copy) and goes out as a replayable stream of them.
  */
 import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { toBuffer } from '../../src/bytes.js';
 import { abortedError } from '../../src/errors.js';
 
 export const BLOCK_ID_BYTES = 28;
-/** Blocks that reach this size while being read get a buffer of their own (see BlockReader.read). */
-const JOIN_LIMIT = 256 * 1024;
 
 export function newNonce(): string {
   return randomBytes(8).toString('hex');
@@ -35,6 +35,24 @@ export function blockId(nonce: string, part: number, index: number): string {
 export function nonceOfBlockId(id: string): string | undefined {
   const raw = Buffer.from(id, 'base64').toString('latin1');
   return /^[0-9a-f]{16}-\d{6}-\d{4}$/.test(raw) ? raw.slice(0, 16) : undefined;
+}
+
+/**
+ * One block's bytes, kept as the chunks they arrived in: never joined into a new
+ * buffer, so a block costs no copy and no second allocation.
+ */
+export class Block {
+  constructor(
+    readonly chunks: readonly Buffer[],
+    readonly size: number,
+  ) {}
+
+  /** A request body: the buffer itself, or a stream factory the SDK calls once per attempt (so retries resend it). */
+  body(): Buffer | (() => NodeJS.ReadableStream) {
+    if (this.chunks.length === 0) return Buffer.alloc(0);
+    const only = this.chunks.length === 1 ? this.chunks[0] : undefined;
+    return only ?? (() => Readable.from(this.chunks, { objectMode: false }));
+  }
 }
 
 /** Reads a body in blocks; a stalled source still gives way to an AbortSignal. */
@@ -79,32 +97,18 @@ export class BlockReader {
   }
 
   /** The next `size` bytes (fewer only at the end), or null when the body is exhausted. */
-  async read(size: number): Promise<Buffer | null> {
-    // Small bodies are joined at the end; once a block is clearly big, it gets its own
-    // buffer and chunks are copied in as they arrive, so a block is never held twice.
-    let chunks: Buffer[] = [];
-    let block: Buffer | undefined;
+  async read(size: number): Promise<Block | null> {
+    const chunks: Buffer[] = [];
     let filled = 0;
     while (filled < size) {
       const chunk = await this.#pull();
       if (!chunk) break;
       const take = Math.min(size - filled, chunk.byteLength);
-      const piece = toBuffer(take === chunk.byteLength ? chunk : chunk.subarray(0, take));
+      chunks.push(toBuffer(take === chunk.byteLength ? chunk : chunk.subarray(0, take)));
       if (take < chunk.byteLength) this.#pending = chunk.subarray(take);
-      if (filled === 0 && take === size) return piece; // one chunk covers the block: no copy
-      if (!block && filled + take >= JOIN_LIMIT) {
-        block = Buffer.allocUnsafe(size);
-        let at = 0;
-        for (const held of chunks) at += held.copy(block, at);
-        chunks = [];
-      }
-      if (block) piece.copy(block, filled);
-      else chunks.push(piece);
       filled += take;
     }
-    if (filled === 0) return null;
-    if (block) return block.subarray(0, filled);
-    return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, filled);
+    return filled === 0 ? null : new Block(chunks, filled);
   }
 
   /** True when no bytes are left (reads one chunk ahead if needed). */
@@ -127,14 +131,14 @@ export class BlockReader {
 }
 
 /** Block-sized views of bytes already in memory (no copies). */
-export function blocksOf(bytes: Uint8Array, blockSize: number): () => Promise<Buffer | null> {
+export function blocksOf(bytes: Uint8Array, blockSize: number): () => Promise<Block | null> {
   const buffer = toBuffer(bytes);
   let at = 0;
   return async () => {
     if (at >= buffer.byteLength) return null;
-    const block = buffer.subarray(at, at + blockSize);
-    at += block.byteLength;
-    return block;
+    const view = buffer.subarray(at, at + blockSize);
+    at += view.byteLength;
+    return new Block([view], view.byteLength);
   };
 }
 

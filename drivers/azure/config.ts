@@ -64,6 +64,11 @@ export interface AzureDriverOptions {
   env?: Record<string, string | undefined> | undefined;
   /** Bytes per staged block, and so the buffer per in-flight block. Default 8 MiB. */
   blockSize?: number | undefined;
+  /**
+   * Bytes per block inside a multipart part; a part spans at most 5 blocks, so
+   * maxPartSize = 5 × this. Default 2 MiB (an 8 MiB part stages 4 blocks at once).
+   */
+  partBlockSize?: number | undefined;
   /** Blocks staged in parallel by one write or part. Memory per write ≤ blockSize × concurrency. Default 4. */
   concurrency?: number | undefined;
   /** Every multipart part but the last must be at least this large. Default 4 MiB (see index.ts). */
@@ -362,7 +367,7 @@ function parseBool(name: string, value: string): boolean {
 }
 
 /**
- * `azure://container/prefix?endpoint=…&account=…&blockSize=8MiB&concurrency=4&createContainer=true`
+ * `azure://container/prefix?endpoint=…&account=…&blockSize=8MiB&partBlockSize=2MiB&concurrency=4&createContainer=true`
  * → options. Credentials come from `extra` or the environment, never from the URL.
  */
 export function optionsFromUrl(url: URL, extra: Partial<AzureDriverOptions> = {}): AzureDriverOptions {
@@ -394,6 +399,9 @@ export function optionsFromUrl(url: URL, extra: Partial<AzureDriverOptions> = {}
       case 'blocksize':
         options.blockSize = parseSize(name, value);
         break;
+      case 'partblocksize':
+        options.partBlockSize = parseSize(name, value);
+        break;
       case 'minpartsize':
         options.minPartSize = parseSize(name, value);
         break;
@@ -408,8 +416,8 @@ export function optionsFromUrl(url: URL, extra: Partial<AzureDriverOptions> = {}
         break;
       default:
         throw configError(
-          `unknown query parameter "${name.slice(0, 40)}" (known: endpoint, account, blockSize, minPartSize, ` +
-            'concurrency, createContainer, listStartFrom)',
+          `unknown query parameter "${name.slice(0, 40)}" (known: endpoint, account, blockSize, partBlockSize, ` +
+            'minPartSize, concurrency, createContainer, listStartFrom)',
         );
     }
   }

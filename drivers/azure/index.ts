@@ -20,10 +20,13 @@
  *   listings) until Azure collects them after 7 days or the blob's next commit.
  *
  * Multipart (the store's resumable uploads)
- *   createMultipart  → plain JSON handle { key, v, nonce, blockSize }; no request.
- *   uploadPart(n)    → stages the part as ⌈size / blockSize⌉ (≤ 5) blocks with ids
- *                      derived from (nonce, n, block index): re-uploading part n
- *                      replaces it, and a retried Put Block is idempotent.
+ *   createMultipart  → plain JSON handle { key, v, nonce, blockSize: partBlockSize }; no request.
+ *   uploadPart(n)    → stages the part as ⌈size / partBlockSize⌉ (≤ 5) blocks, in
+ *                      parallel, with ids derived from (nonce, n, block index):
+ *                      re-uploading part n replaces it, and a retried Put Block is
+ *                      idempotent. Parts are cut into 2 MiB blocks by default so that
+ *                      the store's 8 MiB parts (one per chunk) still stage 4 blocks at
+ *                      once: a chunked upload is sequential part by part.
  *                      PartRef.etag = `azb1:<offset>:<size>`.
  *   completeMultipart→ checks the parts are contiguous, checks every block is staged
  *                      with the right size (Get Block List: listing is a check, the
@@ -96,7 +99,7 @@ import type {
 } from '../../src/driver.js';
 import { DEFAULT_LIST_LIMIT, guardDriver } from '../../src/driver.js';
 import { blobError } from '../../src/errors.js';
-import { BlockReader, blockId, blocksOf, newNonce, nonceOfBlockId, runBounded } from './blocks.js';
+import { Block, BlockReader, blockId, blocksOf, newNonce, nonceOfBlockId, runBounded } from './blocks.js';
 import {
   type AuthKind,
   type AzureDriverOptions,
@@ -142,6 +145,8 @@ export const SAS_VERSION = '2025-11-05';
 export const DEFAULT_BLOCK_SIZE = 8 * MiB;
 /** Smallest configurable block size (small blocks are for tests; Azure accepts 1 byte). */
 export const MIN_BLOCK_SIZE = 4 * KiB;
+/** Default block size inside multipart parts (see the header comment). */
+export const DEFAULT_PART_BLOCK_SIZE = 2 * MiB;
 /** Default blocks in flight per write or part. */
 export const DEFAULT_CONCURRENCY = 4;
 /** Part numbers run 1..10,000, as on S3. */
@@ -151,8 +156,9 @@ export const BLOCKS_PER_PART = AZURE_MAX_COMMITTED_BLOCKS / MAX_PARTS;
 /**
  * Default smallest non-final part. Azure has no minimum, but with 10,000 parts the
  * minimum decides the largest upload the store can always finish whatever the client's
- * chunk size: 10,000 × 4 MiB ≈ 39 GiB (chunks ≥ 8 MiB reach 10,000 × 40 MiB ≈ 390 GiB).
- * Smaller chunks wait in the store's tail objects until 4 MiB have arrived.
+ * chunk size: 10,000 × 4 MiB ≈ 39 GiB; parts of the default maximum (5 × 2 MiB) reach
+ * 10,000 × 10 MiB ≈ 97 GiB. Smaller chunks wait in the store's tail objects until
+ * 4 MiB have arrived. Larger uploads: raise partBlockSize.
  */
 export const DEFAULT_MIN_PART_SIZE = 4 * MiB;
 
@@ -167,7 +173,7 @@ export const AZURE_RETRY_DEFAULTS: Required<AzureRetryOptions> = {
 
 const MARKER_CACHE_SIZE = 512;
 const PART_ETAG = /^azb1:(\d+):(\d+)$/;
-const EMPTY = Buffer.alloc(0);
+const EMPTY = new Block([], 0);
 
 interface AzureHandle extends MultipartHandle {
   readonly key: string;
@@ -275,6 +281,7 @@ class AzureDriver implements Driver {
   readonly #sharedKey: StorageSharedKeyCredential | undefined;
   readonly #agent: HttpsAgent | undefined;
   readonly #blockSize: number;
+  readonly #partBlockSize: number;
   readonly #concurrency: number;
   readonly #readRetries: number;
   readonly #listStartFrom: boolean;
@@ -304,7 +311,13 @@ class AzureDriver implements Driver {
     this.#listStartFrom = options.listStartFrom ?? false;
     this.#createContainer = options.createContainer ?? false;
 
-    const maxPartSize = BLOCKS_PER_PART * this.#blockSize;
+    this.#partBlockSize = positiveInteger(
+      'partBlockSize',
+      options.partBlockSize ?? DEFAULT_PART_BLOCK_SIZE,
+      MIN_BLOCK_SIZE,
+      AZURE_MAX_BLOCK_SIZE,
+    );
+    const maxPartSize = BLOCKS_PER_PART * this.#partBlockSize;
     const minPartSize =
       options.minPartSize === undefined
         ? Math.min(DEFAULT_MIN_PART_SIZE, maxPartSize)
@@ -468,7 +481,13 @@ class AzureDriver implements Driver {
       try {
         if (body instanceof Uint8Array) {
           if (body.byteLength <= this.#blockSize)
-            return await this.#putSingle(blob, toBuffer(body), conditions, writeId, signal);
+            return await this.#putSingle(
+              blob,
+              new Block([toBuffer(body)], body.byteLength),
+              conditions,
+              writeId,
+              signal,
+            );
           return await this.#putStaged(
             key,
             blob,
@@ -482,7 +501,7 @@ class AzureDriver implements Driver {
         try {
           const first = (await reader.read(this.#blockSize)) ?? EMPTY;
           if (await reader.ended()) return await this.#putSingle(blob, first, conditions, writeId, signal);
-          let pending: Buffer | null = first;
+          let pending: Block | null = first;
           const next = async () => {
             const block = pending ?? (await reader.read(this.#blockSize));
             pending = null;
@@ -542,24 +561,24 @@ class AzureDriver implements Driver {
 
   async #putSingle(
     blob: BlockBlobClient,
-    data: Buffer,
+    data: Block,
     conditions: Conditions | undefined,
     writeId: string | undefined,
     signal: AbortSignal | undefined,
   ): Promise<WriteResult> {
-    const response = await blob.upload(data, data.byteLength, {
+    const response = await blob.upload(data.body(), data.size, {
       ...abortOf(signal),
       ...(conditions ? { conditions } : {}),
       ...(writeId ? { metadata: { blobcorewrite: writeId } } : {}),
     });
-    return { etag: response.etag ?? '', size: data.byteLength };
+    return { etag: response.etag ?? '', size: data.size };
   }
 
   /** Stages blocks in parallel, then commits them in one Put Block List. */
   async #putStaged(
     key: string,
     blob: BlockBlobClient,
-    next: () => Promise<Buffer | null>,
+    next: () => Promise<Block | null>,
     conditions: Conditions | undefined,
     writeId: string | undefined,
     signal: AbortSignal | undefined,
@@ -580,10 +599,10 @@ class AzureDriver implements Driver {
         }
         const id = blockId(nonce, 0, ids.length);
         ids.push(id);
-        size += block.byteLength;
+        size += block.size;
         return { id, block };
       },
-      ({ id, block }, abortSignal) => blob.stageBlock(id, block, block.byteLength, { abortSignal }),
+      ({ id, block }, abortSignal) => blob.stageBlock(id, block.body(), block.size, { abortSignal }),
       this.#concurrency,
       signal,
     );
@@ -680,7 +699,7 @@ class AzureDriver implements Driver {
   // ── multipart ─────────────────────────────────────────────────────────────────────
   async createMultipart(key: string, options: SignalOptions = {}): Promise<MultipartHandle> {
     return this.#run('createMultipart', key, options.signal, async () => {
-      const handle: AzureHandle = { key, v: 1, nonce: newNonce(), blockSize: this.#blockSize };
+      const handle: AzureHandle = { key, v: 1, nonce: newNonce(), blockSize: this.#partBlockSize };
       return handle;
     });
   }
@@ -735,7 +754,7 @@ class AzureDriver implements Driver {
               throw blobError('SIZE_INVALID', `part ${partNumber} is longer than ${size} bytes`);
             return { id: blockId(h.nonce, partNumber, index++), block };
           },
-          ({ id, block }, abortSignal) => blob.stageBlock(id, block, block.byteLength, { abortSignal }),
+          ({ id, block }, abortSignal) => blob.stageBlock(id, block.body(), block.size, { abortSignal }),
           this.#concurrency,
           signal,
         );
@@ -943,7 +962,7 @@ export function createAzureDriver(options: AzureDriverOptions): Driver {
 }
 
 /**
- * A driver for `azure://container/prefix?endpoint=…&account=…&blockSize=…&concurrency=…&createContainer=true`.
+ * A driver for `azure://container/prefix?endpoint=…&account=…&blockSize=…&partBlockSize=…&concurrency=…&createContainer=true`.
  * Credentials come from `options` (e.g. a TokenCredential) or the environment, never the URL.
  */
 export function azureDriverFromUrl(url: URL | string, options: Partial<AzureDriverOptions> = {}): Driver {

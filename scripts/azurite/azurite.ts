@@ -37,7 +37,7 @@ export interface AzuriteOptions {
   tls?: { cert: string; key: string };
   /** Accept OAuth bearer tokens (`--oauth basic`); needs `tls`. */
   oauth?: boolean;
-  /** Keep data in memory instead of the temp `--location`. */
+  /** Keep data in memory (`--inMemoryPersistence`) instead of the temp `--location`. */
   inMemory?: boolean;
 }
 
@@ -102,10 +102,9 @@ async function startOnce(port: number, location: string, options: AzuriteOptions
     '127.0.0.1',
     '--blobPort',
     String(port),
-    '--location',
-    location,
   ];
-  if (options.inMemory) args.push('--inMemoryPersistence');
+  // Azurite refuses --location together with --inMemoryPersistence.
+  args.push(...(options.inMemory ? ['--inMemoryPersistence'] : ['--location', location]));
   if (options.tls) args.push('--cert', options.tls.cert, '--key', options.tls.key);
   if (options.oauth) args.push('--oauth', 'basic');
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
