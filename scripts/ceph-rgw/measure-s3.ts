@@ -10,6 +10,8 @@
  *   store.get 256 MiB, verify                streamed read, hashed
  *   upload 256 MiB in 8 MiB chunks           state record at every chunk, then commit
  *   commit latency, 1 MiB and 256 MiB        commit() alone (O(1): no copy of the data)
+ * and once: commit latency of a 1 GiB upload, and the peak RSS over the baseline while
+ * the driver writes a 1 GiB stream of unknown length (bound: partSize × concurrency).
  * The servers run on this machine (radosgw: memstore OSD in RAM; s3rver: a temp dir).
  */
 import { execFileSync } from 'node:child_process';
@@ -112,6 +114,42 @@ async function measure(server: Server) {
     }
     await store.delete(stored.value.digest);
   }
+
+  // Once: a 1 GiB upload's commit, generated chunk by chunk (no 1 GiB buffer).
+  const GiB = 1024 * MiB;
+  const hash = createHash('sha256');
+  const upload = await store.uploads.start();
+  const chunk = bytesOf(CHUNK, seed++);
+  for (let at = 0; at < GiB; at += CHUNK) {
+    chunk.writeUInt32LE(at / CHUNK, 4);
+    hash.update(chunk);
+    await upload.append(chunk, { offset: at });
+  }
+  const digest = `sha256:${hash.digest('hex')}`;
+  const commit = await time(() => upload.commit({ digest, size: GiB }));
+  best['commit 1 GiB ms'] = commit.ms;
+  await store.delete(digest);
+
+  // Once: peak RSS while writing a 1 GiB stream of unknown length straight through the driver.
+  global.gc?.();
+  const baseline = process.memoryUsage().rss;
+  let peak = baseline;
+  const sampler = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().rss);
+  }, 20);
+  const piece = bytesOf(MiB, seed++);
+  async function* body() {
+    for (let i = 0; i < 1024; i++) {
+      const copy = Buffer.from(piece); // a fresh buffer per chunk, as a network source gives
+      copy.writeUInt32LE(i, 4);
+      yield copy;
+    }
+  }
+  const streamed = await time(() => driver.write('rss/1g', body()));
+  clearInterval(sampler);
+  best['write 1 GiB stream MB/s'] = mbps(GiB, streamed.ms);
+  best['write 1 GiB stream: peak RSS over baseline MiB'] = (peak - baseline) / MiB;
+  await driver.delete('rss/1g');
   await store.close();
   client.destroy();
   return best;
