@@ -4,9 +4,12 @@
  * `npm run test:system`. Every case gets its own bucket; `reopen` is a second driver
  * (own client, own connections) on the same bucket, standing in for another process.
  */
-import { afterAll } from 'vitest';
+import { afterAll, vi } from 'vitest';
 import { driverConformance, storeConformance } from '../conformance/index.js';
 import { laneFactory, openLane } from './fixtures/s3-servers.js';
+
+// Servers share two cores with the rest of the suite: generous limits, no timed assertions.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 const lane = await openLane();
 afterAll(() => lane.stop());

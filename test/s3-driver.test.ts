@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { request } from 'undici';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import {
   abortStaleMultipartUploads,
   createS3Driver,
@@ -29,6 +29,9 @@ import type { Driver } from '../src/driver.js';
 import { BlobcoreError } from '../src/errors.js';
 import { openLane } from './fixtures/s3-servers.js';
 import { codeOf, MiB } from './helpers.js';
+
+// Servers share two cores with the rest of the suite: generous limits, no timed assertions.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 const lane = await openLane();
 const buckets: string[] = [];

@@ -12,13 +12,16 @@
 import { createHash } from 'node:crypto';
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createS3Driver } from '../drivers/s3/index.js';
 import type { Driver } from '../src/driver.js';
 import { BlobcoreError } from '../src/errors.js';
 import { openStore } from '../src/store.js';
 import { openLane } from './fixtures/s3-servers.js';
 import { MiB } from './helpers.js';
+
+// Servers share two cores with the rest of the suite: generous limits, no timed assertions.
+vi.setConfig({ testTimeout: 120_000, hookTimeout: 120_000 });
 
 const lane = await openLane();
 
