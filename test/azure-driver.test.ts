@@ -159,7 +159,7 @@ async function fakeServer(respond: (n: number, res: import('node:http').ServerRe
   };
 }
 
-describe('azure: store URLs and credentials', () => {
+describe('azure: store URLs and credentials', { timeout: 60_000 }, () => {
   it('parses azure://container/prefix?… into container, prefix, endpoint and tuning options', async () => {
     const { server } = azurite;
     const container = containerName('url');
@@ -324,7 +324,9 @@ describe('azure: store URLs and credentials', () => {
   });
 });
 
-describe('azure: TokenCredential and user-delegation SAS (HTTPS + OAuth Azurite)', () => {
+describe('azure: TokenCredential and user-delegation SAS (HTTPS + OAuth Azurite)', {
+  timeout: 60_000,
+}, () => {
   it('a TokenCredential object is accepted: objects, multipart, listing, and signed URLs fetched with undici', async () => {
     const credential = fakeTokenCredential();
     const container = containerName('tok');
@@ -369,7 +371,7 @@ describe('azure: TokenCredential and user-delegation SAS (HTTPS + OAuth Azurite)
   });
 });
 
-describe('azure: no secrets in errors or util.inspect', () => {
+describe('azure: no secrets in errors or util.inspect', { timeout: 60_000 }, () => {
   it('inspect and JSON of a driver show account, container and endpoint, never the key', async () => {
     const { server } = azurite;
     const driver = createAzureDriver({
@@ -458,7 +460,7 @@ describe('azure: no secrets in errors or util.inspect', () => {
   });
 });
 
-describe('azure: error mapping', () => {
+describe('azure: error mapping', { timeout: 60_000 }, () => {
   const ctx = { op: 'write', key: 'k', account: 'acct', container: 'box', secrets: new Secrets() };
   const map = (statusCode: number | undefined, code: string) =>
     mapAzureError(
@@ -563,7 +565,7 @@ describe('azure: error mapping', () => {
   });
 });
 
-describe('azure: multipart staging', () => {
+describe('azure: multipart staging', { timeout: 60_000 }, () => {
   const small = azureFactory(azurite, 'blk', { partBlockSize: 64 * 1024, minPartSize: 64 * 1024 });
 
   it('re-staging a part (a retry after a timeout) replaces its blocks: nothing is duplicated', async () => {
@@ -653,7 +655,7 @@ describe('azure: multipart staging', () => {
   });
 });
 
-describe('azure: listing', () => {
+describe('azure: listing', { timeout: 60_000 }, () => {
   it('1,005 keys under a key prefix page completely with the same instance, fresh instances and startFrom', async () => {
     const driver = await factory.create();
     try {
@@ -708,7 +710,7 @@ describe('azure: listing', () => {
   }, 120_000);
 });
 
-describe('azure: signed URLs (shared key) fetched with undici', () => {
+describe('azure: signed URLs (shared key) fetched with undici', { timeout: 60_000 }, () => {
   it('GET returns the bytes; another key, an altered signature, a write, or an expired URL are refused', async () => {
     await withDriver(async (driver) => {
       const body = Buffer.from('signed content');
@@ -746,7 +748,7 @@ describe('azure: signed URLs (shared key) fetched with undici', () => {
   });
 });
 
-describe('azure: bounded memory', () => {
+describe('azure: bounded memory', { timeout: 60_000 }, () => {
   it('a 256 MiB streamed write of unknown length holds about blockSize × concurrency, not the body', async () => {
     const { server } = azurite;
     const container = containerName('mem');
