@@ -418,6 +418,10 @@ describe('registry: uploads', () => {
     const gone = await call(url, location);
     expect(gone.status).toBe(404);
     expect(gone.code).toBe('BLOB_UPLOAD_UNKNOWN');
+    // POST without the trailing slash starts a session too
+    const bare = await call(url, '/v2/app/blobs/uploads', { method: 'POST' });
+    expect(bare.status).toBe(202);
+    expect(bare.headers.location).toMatch(/^\/v2\/app\/blobs\/uploads\/[0-9a-f]{32}$/);
   });
 
   it('chunked PATCH with Content-Range; out of order → 416 with the current Range; PUT with the last chunk', async () => {

@@ -21,6 +21,7 @@ export interface Route {
  */
 const ROUTES: [RouteKind, RegExp][] = [
   ['upload', /^\/v2\/(.+)\/blobs\/uploads\/([^/]*)$/],
+  ['upload', /^\/v2\/(.+)\/blobs\/uploads()$/], // POST without the trailing slash
   ['blob', /^\/v2\/(.+)\/blobs\/([^/]+)$/],
   ['manifest', /^\/v2\/(.+)\/manifests\/([^/]+)$/],
   ['tags', /^\/v2\/(.+)\/tags\/list()$/],
