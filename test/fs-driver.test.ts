@@ -4,7 +4,7 @@
  * and child processes standing in for other processes on the same host (see
  * fixtures/fs-harness/spawn.ts: they run the TypeScript sources, no build needed).
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
   existsSync,
@@ -13,6 +13,7 @@ import {
   readFileSync,
   rmSync,
   statSync,
+  symlinkSync,
   utimesSync,
   writeFileSync,
 } from 'node:fs';
@@ -25,6 +26,7 @@ import {
   type FsDriver,
   fsDriverOptionsFromUrl,
 } from '../drivers/fs/index.js';
+import { currentOwner } from '../drivers/fs/owner.js';
 import { pvcDriverOptionsFromUrl } from '../drivers/pvc/index.js';
 import type { Driver } from '../src/driver.js';
 import {
@@ -433,6 +435,36 @@ describe('fs driver: several processes on one root', () => {
       expect(await readText(driver, 'crash/key')).toBe('old');
       expect(await listAll(driver)).toEqual(['crash/key']);
       expect((await driver.sweepTemp({ olderThan: 0 })).removed).toBe(1);
+    },
+    LONG,
+  );
+});
+
+describe('fs driver: key locks', () => {
+  const lockPath = (root: string, key: string) =>
+    join(root, 'v1/locks', createHash('sha256').update(key).digest('hex').slice(0, 40));
+
+  it(
+    'a lock left by a dead owner (file or symlink form) is broken at once; a live owner’s lock makes writers wait, then UNAVAILABLE (retryable)',
+    async () => {
+      const root = freshRoot(scratch);
+      const driver = createFsDriver({ root, durability: 'none', lockTimeoutMs: 300 });
+      const child = startChild('hangWrite', { driver: spec(root), key: 'x' });
+      await child.ready;
+      const deadTag = entries(join(root, 'v1/tmp'))[0]?.split('.').slice(0, 4).join('.') as string;
+      child.process.kill('SIGKILL');
+      await child.exited;
+      writeFileSync(lockPath(root, 'dead/file'), `${deadTag}\n`);
+      symlinkSync(deadTag, lockPath(root, 'dead/link'));
+      await driver.write('dead/file', Buffer.from('1'));
+      await driver.write('dead/link', Buffer.from('2'));
+      expect(await driver.delete('dead/file')).toBe(true);
+
+      symlinkSync(currentOwner().tag, lockPath(root, 'held'));
+      const error = await rejectsCode(driver.write('held', Buffer.from('3')), 'UNAVAILABLE');
+      expect(error.retryable).toBe(true);
+      expect(await driver.stat('held')).toBeNull();
+      expect(entries(join(root, 'v1/tmp')).filter((name) => !name.startsWith(deadTag))).toEqual([]);
     },
     LONG,
   );

@@ -12,8 +12,10 @@
  *     the mtime of their open temp files and claims every lease/4 (`LeaseRefresher`).
  *
  * Key locks (`KeyLocks`) serialize every replacement of one key across processes without
- * flock: a lock is a file `locks/<sha256(key)[0..40]>` created with O_EXCL holding the
- * owner tag. A waiter backs off exponentially; a lock whose owner is dead, or (foreign
+ * flock: a lock is `locks/<sha256(key)[0..40]>`, created atomically and exclusively as a
+ * symlink whose target is the owner tag (one call), or, where the filesystem has no
+ * symlinks (SMB without mfsymlinks), as a file created with O_EXCL holding the tag. Both
+ * kinds exclude each other, so processes in either mode share a volume safely. A waiter backs off exponentially; a lock whose owner is dead, or (foreign
  * owner) whose mtime is older than the lease, is broken by renaming it to a private name,
  * checking the renamed inode is the one judged stale, and unlinking it. Holders keep a
  * lock only for a stat and a rename (no data I/O), far below the lease.
@@ -191,16 +193,10 @@ export class KeyLocks {
 
   private async acquire(path: string, options: LockOptions): Promise<void> {
     const deadline = Date.now() + options.timeoutMs;
-    const content = `${this.owner.tag}\n`;
     for (let attempt = 0; ; attempt++) {
       throwIfAborted(options.signal);
       try {
-        const handle = await this.sys.open(path, 'wx', options.fileMode);
-        try {
-          await handle.write(content);
-        } finally {
-          await handle.close();
-        }
+        await this.create(path, options.fileMode);
         return;
       } catch (error) {
         if (isErrno(error, 'ENOENT')) {
@@ -209,7 +205,7 @@ export class KeyLocks {
         }
         if (!isErrno(error, 'EEXIST')) throw error;
       }
-      const holder = await this.inspect(path);
+      const holder = await inspectLock(this.sys, path);
       if (holder && isStale(this.owner, holder.tag, holder.mtimeMs, options.leaseMs)) {
         await breakStale(this.sys, path, holder.ino);
         continue;
@@ -221,20 +217,42 @@ export class KeyLocks {
     }
   }
 
-  private async inspect(path: string): Promise<{ tag: string; ino: bigint; mtimeMs: number } | null> {
-    try {
-      const handle = await this.sys.open(path, 'r');
+  private symlinks = true;
+
+  /** Creates the lock exclusively: a symlink to the owner tag, or an O_EXCL file holding it. */
+  private async create(path: string, fileMode: number): Promise<void> {
+    if (this.symlinks) {
       try {
-        const stat = await handle.stat({ bigint: true });
-        const tag = (await handle.readFile('utf8')).trim();
-        return { tag, ino: stat.ino, mtimeMs: Number(stat.mtimeMs) };
-      } finally {
-        await handle.close();
+        await this.sys.symlink(this.owner.tag, path);
+        return;
+      } catch (error) {
+        if (!isErrno(error, 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS')) throw error;
+        this.symlinks = false;
       }
-    } catch (error) {
-      if (isErrno(error, 'ENOENT')) return null;
-      throw error;
     }
+    const handle = await this.sys.open(path, 'wx', fileMode);
+    try {
+      await handle.write(`${this.owner.tag}\n`);
+    } finally {
+      await handle.close();
+    }
+  }
+}
+
+/** Owner tag, inode and mtime of a lock (symlink or file); null if it vanished. */
+export async function inspectLock(
+  sys: Sys,
+  path: string,
+): Promise<{ tag: string; ino: bigint; mtimeMs: number } | null> {
+  try {
+    const stat = await sys.lstat(path);
+    const tag = stat.isSymbolicLink()
+      ? await sys.readlink(path)
+      : (await sys.readFile(path)).toString('utf8').trim();
+    return { tag, ino: stat.ino, mtimeMs: Number(stat.mtimeMs) };
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return null;
+    throw error;
   }
 }
 
@@ -252,7 +270,7 @@ export async function breakStale(sys: Sys, path: string, ino: bigint): Promise<v
     throw error;
   }
   try {
-    const stat = await sys.stat(aside);
+    const stat = await sys.lstat(aside);
     if (stat.ino !== ino) {
       await sys.link(aside, path).catch(() => {});
     }

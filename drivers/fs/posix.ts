@@ -91,6 +91,7 @@ import { type DetectedMount, detectMount } from './mountinfo.js';
 import {
   breakStale,
   currentOwner,
+  inspectLock,
   isStale,
   KeyLocks,
   LeaseRefresher,
@@ -1414,18 +1415,12 @@ export class PosixDriver implements Driver {
         throwIfAborted(options.signal);
         report.scanned++;
         const path = `${this.locksDir}/${name}`;
-        let stat: BigIntStats;
-        let tag = '';
-        try {
-          stat = await this.sys.lstat(path);
-          if (!name.endsWith('.broken')) tag = (await this.sys.readFile(path)).toString('utf8').trim();
-        } catch (error) {
-          if (isErrno(error, 'ENOENT')) continue;
-          throw error;
-        }
-        const age = now - Number(stat.mtimeMs);
-        if (age >= olderThan && isStale(this.owner, tag, Number(stat.mtimeMs), this.config.leaseMs)) {
-          await breakStale(this.sys, path, stat.ino);
+        const lock = await inspectLock(this.sys, path);
+        if (!lock) continue;
+        const tag = name.endsWith('.broken') ? '' : lock.tag;
+        const age = now - lock.mtimeMs;
+        if (age >= olderThan && isStale(this.owner, tag, lock.mtimeMs, this.config.leaseMs)) {
+          await breakStale(this.sys, path, lock.ino);
           report.removed++;
         } else {
           report.kept++;

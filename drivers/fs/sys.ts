@@ -142,6 +142,12 @@ export class Sys {
   lstat(path: string) {
     return this.call(() => fsp.lstat(path, { bigint: true }));
   }
+  symlink(target: string, path: string): Promise<void> {
+    return this.call(() => fsp.symlink(target, path));
+  }
+  readlink(path: string): Promise<string> {
+    return this.call(() => fsp.readlink(path));
+  }
   readdir(path: string) {
     return this.call(() => fsp.readdir(path, { withFileTypes: true }));
   }
