@@ -207,6 +207,8 @@ interface Temp {
 interface Claim {
   handle: FileHandle;
   path: string;
+  /** The staging folder's names as listed right after the claim was made. */
+  names: string[];
 }
 
 interface Receipt {
@@ -1063,11 +1065,12 @@ export class PosixDriver implements Driver {
         throw blobError('NOT_FOUND', `no multipart upload in progress for ${key}`);
       throw error;
     }
-    const claim = { handle, path };
+    const claim: Claim = { handle, path, names: [] };
     this.refresher.add(handle);
     try {
       const mine = parseClaim(name) as ParsedClaim;
-      for (const other of await this.sys.readdirNames(dir)) {
+      claim.names = await this.sys.readdirNames(dir);
+      for (const other of claim.names) {
         if (other === name) continue;
         const parsed = parseClaim(other);
         if (!parsed || !claimsOverlap(mine, parsed)) continue;
@@ -1118,7 +1121,8 @@ export class PosixDriver implements Driver {
       const claim = await this.claim(dir, offset, end, handle.key);
       try {
         // Receipts this write makes untrue go first, so a crash mid-write leaves none.
-        for (const name of await this.sys.readdirNames(dir)) {
+        // (Listed after our claim: any receipt made since is for a range we do not overlap.)
+        for (const name of claim.names) {
           const receipt = parseReceipt(name);
           if (!receipt) continue;
           const overlaps = rangesOverlap(receipt.offset, receipt.offset + receipt.size, offset, end);
