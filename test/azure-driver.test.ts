@@ -500,6 +500,20 @@ describe('azure: error mapping', { timeout: 60_000 }, () => {
     expect(mapAzureError(own, ctx)).toBe(own);
   });
 
+  it("the caller's body failing (even with a network-like code) is passed on as it is, not as Azure's failure", async () => {
+    await withDriver(async (driver) => {
+      for (const size of [1000, 20 * MiB]) {
+        const failure = Object.assign(new Error('client connection reset'), { code: 'ECONNRESET' });
+        async function* body() {
+          yield Buffer.alloc(size, 1);
+          throw failure;
+        }
+        await expect(driver.write('src', body())).rejects.toBe(failure);
+      }
+      expect(await driver.stat('src')).toBe(null);
+    });
+  });
+
   it('a missing container is an error, not a missing key (stat does not return null)', async () => {
     const { server } = azurite;
     const driver = createAzureDriver({
@@ -711,7 +725,7 @@ describe('azure: listing', { timeout: 60_000 }, () => {
 });
 
 describe('azure: signed URLs (shared key) fetched with undici', { timeout: 60_000 }, () => {
-  it('GET returns the bytes; another key, an altered signature, a write, or an expired URL are refused', async () => {
+  it('GET returns the bytes (also for keys with + = @ ~); another key, an altered signature, a write, or an expired URL are refused', async () => {
     await withDriver(async (driver) => {
       const body = Buffer.from('signed content');
       await driver.write('signed/obj', body);
@@ -738,6 +752,12 @@ describe('azure: signed URLs (shared key) fetched with undici', { timeout: 60_00
         expect([what, response.statusCode]).toEqual([what, 403]);
       }
       expect((await readAll(await driver.read('signed/obj'))).toString()).toBe('signed content');
+
+      for (const key of ['chars/~=+@-_.', 'a+b=c@d~']) {
+        await driver.write(key, Buffer.from(key));
+        const response = await request((await driver.signedUrl?.(key, { expiresIn: 60 })) as string);
+        expect([key, response.statusCode, await response.body.text()]).toEqual([key, 200, key]);
+      }
 
       const shortLived = (await driver.signedUrl?.('signed/obj', { expiresIn: 1 })) as string;
       await new Promise((resolve) => setTimeout(resolve, 2500));

@@ -37,6 +37,16 @@ export function nonceOfBlockId(id: string): string | undefined {
   return /^[0-9a-f]{16}-\d{6}-\d{4}$/.test(raw) ? raw.slice(0, 16) : undefined;
 }
 
+const sourceErrors = new WeakSet<object>();
+
+/**
+ * True for an error thrown by the caller's body rather than by Azure, so that a source
+ * failing with, say, ECONNRESET is passed on as it is, not reported as Azure unavailable.
+ */
+export function isSourceError(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && sourceErrors.has(error);
+}
+
 /**
  * One block's bytes, kept as the chunks they arrived in: never joined into a new
  * buffer, so a block costs no copy and no second allocation.
@@ -86,7 +96,13 @@ export class BlockReader {
       if (this.#signal?.aborted) throw abortedError(this.#signal);
       const next = this.#iterator.next();
       next.catch(() => {}); // when the abort wins the race, a late rejection is expected
-      const result = this.#aborted ? await Promise.race([next, this.#aborted]) : await next;
+      let result: IteratorResult<Uint8Array>;
+      try {
+        result = this.#aborted ? await Promise.race([next, this.#aborted]) : await next;
+      } catch (error) {
+        if (typeof error === 'object' && error !== null) sourceErrors.add(error);
+        throw error;
+      }
       if (result.done) {
         this.#done = true;
         return undefined;

@@ -14,6 +14,7 @@
  *   connection resets / refusals             (see retry settings in ./index.ts)
  *   other 4xx                              UNAVAILABLE, not retryable, with status and Azure code
  *   an AbortError                          ABORTED
+ *   anything the caller's body threw        passed on unchanged (even with a network-like code)
  *
  * The SDK's RestError is never attached as the cause: it carries the request (URL with
  * any SAS, headers) and the response body (which can echo a signature). The cause is a
@@ -21,6 +22,7 @@
  * message goes through `Secrets.redact` like every message here.
  */
 import { BlobcoreError, blobError, type ErrorCode } from '../../src/errors.js';
+import { isSourceError } from './blocks.js';
 import type { Secrets } from './config.js';
 
 export interface ErrorContext {
@@ -122,7 +124,7 @@ function where(ctx: ErrorContext): string {
 export function mapAzureError(error: unknown, ctx: ErrorContext): unknown {
   if (error instanceof BlobcoreError) return error;
   if (isAbortError(error)) return blobError('ABORTED', `${where(ctx)}: aborted`, { driver: 'azure' });
-  const failure = describeFailure(error);
+  const failure = isSourceError(error) ? undefined : describeFailure(error);
   if (!failure) {
     // Not from Azure (e.g. the caller's body stream failed): keep it, unless it leaks a secret.
     if (error instanceof Error && ctx.secrets.redact(error.message) !== error.message) {

@@ -109,6 +109,7 @@ import {
   optionsFromUrl,
   resolveAuth,
   Secrets,
+  type TokenCredentialLike,
 } from './config.js';
 import { azureCodeOf, mapAzureError, statusOf } from './errors.js';
 
@@ -332,16 +333,16 @@ class AzureDriver implements Driver {
     };
 
     this.#agent = options.ca === undefined ? undefined : new HttpsAgent({ ca: options.ca, keepAlive: true });
-    let credential: StorageSharedKeyCredential | AnonymousCredential | AzureDriverOptions['credential'];
+    let credential: StorageSharedKeyCredential | AnonymousCredential | TokenCredentialLike;
     if (auth.kind === 'shared-key') {
       this.#sharedKey = new StorageSharedKeyCredential(auth.accountName, auth.accountKey as string);
       credential = this.#sharedKey;
     } else if (auth.kind === 'token') {
-      credential = auth.credential;
+      credential = auth.credential as TokenCredentialLike;
     } else {
       credential = new AnonymousCredential();
     }
-    const pipeline = newPipeline(credential as StorageSharedKeyCredential, {
+    const pipeline = newPipeline(credential, {
       retryOptions: {
         retryPolicyType: StorageRetryPolicyType.EXPONENTIAL,
         maxTries: positiveInteger('retry.maxTries', retry.maxTries, 1, 100),
