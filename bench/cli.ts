@@ -25,7 +25,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
-import { checkRows, machineLine, resultRows, toMarkdown } from './report.js';
+import { checkRows, gcRows, machineLine, resultRows, toMarkdown } from './report.js';
 import { type RunOptions, runBench, SCENARIOS } from './run.js';
 import { MiB } from './scenarios/types.js';
 import { renderSvg } from './svg.js';
@@ -148,6 +148,8 @@ export async function bench(args: string[]): Promise<number> {
   process.stdout.write(`${machineLine(report.machine)}\n`);
   console.table(resultRows(report.results));
   if (report.checks.length > 0) console.table(checkRows(report.checks));
+  const gc = gcRows(report.results);
+  if (gc.length > 0) console.table(gc);
   for (const note of report.notes) process.stdout.write(`note: ${note}\n`);
   if (options.json) await writeOut(options.json, `${JSON.stringify(report, null, 2)}\n`);
   if (options.svg) await writeOut(options.svg, renderSvg(report));

@@ -143,6 +143,24 @@ export function checkRows(checks: CheckEntry[]): Record<string, string>[] {
   }));
 }
 
+/** GC scale results with the time each GC phase took. */
+export function gcRows(results: ResultEntry[]): Record<string, string>[] {
+  return results
+    .filter((r) => r.scenario === 'gc')
+    .map((r) => {
+      const row: Record<string, string> = {
+        run: r.label.replace(/^GC, /, ''),
+        'duration s': fixed(r.ms.median / 1000, 1),
+        'blobs/s': fixed(r.opsPerSec.median),
+        'peak RSS MiB': fixed(r.peakRssMiB, 1),
+      };
+      for (const [key, value] of Object.entries(r.metrics ?? {})) {
+        if (key.endsWith('Ms')) row[`${key.slice(0, -2)} s`] = fixed(value / r.samples / 1000, 1);
+      }
+      return row;
+    });
+}
+
 function markdownTable(rows: Record<string, string>[]): string {
   const first = rows[0];
   if (!first) return '';
@@ -176,6 +194,8 @@ export function toMarkdown(report: BenchReport): string {
     '',
     markdownTable(checkRows(report.checks)),
   ];
+  const gc = gcRows(report.results);
+  if (gc.length > 0) parts.push('', markdownTable(gc));
   if (report.notes.length > 0) parts.push('', ...report.notes.map((note) => `- ${note}`));
   return `${parts.join('\n')}\n`;
 }
