@@ -6,23 +6,26 @@
  *      `--layer-mib` MiB (default 4 × 256 MiB = 1 GiB), and one of `--small-layers`
  *      64 KiB layers (default 200) for the GC comparison.
  *   2. `--runs` times (default 3), alternating which registry goes first, for each
- *      registry on 127.0.0.1 with an empty store: `skopeo copy --preserve-digests` the big
+ *      registry on 127.0.0.1 with an empty store: `skopeo copy --preserve-digests` each
  *      image in (push) and out again into a fresh layout (pull). Every pull is verified
- *      (each blob re-hashed, manifest digest compared) before its time counts.
- *   3. GC: on the last run's stores, the small image is pushed too and the big one's
- *      manifest deleted through the API; then, registries stopped,
+ *      (each blob re-hashed, manifest digest compared) before its time counts. The big
+ *      image measures throughput (MB/s, the issue's target); the small one measures the
+ *      per-blob cost (skopeo 1.9 pushes layers one after another).
+ *   3. GC: on the last run's stores the big image's manifest is deleted through the
+ *      API; then, registries stopped,
  *      `docker-registry garbage-collect` and `blobcore gc --grace 0` are timed (wall
  *      clock of the process, and blobcore's own reported duration); both must free the
  *      big layers and keep the small image whole.
  *
- * Prints a table with the median MB/s of each and the ratio blobcore / Distribution
- * (target ≥ 1.0), and writes the figures as JSON to `.bench/registry-<time>.json`.
+ * Prints a table with the medians of each and the ratios blobcore / Distribution
+ * (target ≥ 1.0 on MB/s), and writes the figures as JSON to `.bench/registry-<time>.json`.
  *
  * Options: --runs N  --layers N  --layer-mib N  --small-layers N  --dir PATH (work dir,
- * default a temp dir, removed afterwards)  --cli source|built (how blobcore runs; default
- * built when dist/ has `serve`, else source)  --keep (leave the work dir).
+ * default a temp dir, removed afterwards)  --cli source|built (how blobcore runs; default:
+ * serve from the build when dist/ has it, gc from the build when dist/ is fresh, else
+ * from the sources through test/fixtures/ts-loader.mjs)  --keep (leave the work dir).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,6 +50,9 @@ interface Sample {
   run: number;
   pushMs: number;
   pullMs: number;
+  /** The image of many small layers: per-blob overhead rather than throughput. */
+  smallPushMs: number;
+  smallPullMs: number;
 }
 
 const { values } = parseArgs({
@@ -66,6 +72,15 @@ const layerMiB = Number(values['layer-mib']);
 const smallCount = Number(values['small-layers']);
 const cli: 'source' | 'built' =
   values.cli === 'source' || values.cli === 'built' ? values.cli : builtCliHasServe() ? 'built' : 'source';
+/** `blobcore gc` from the build when dist/ is at least as new as the GC sources (startup is part of its time). */
+function gcCli(): 'source' | 'built' {
+  if (values.cli === 'source' || values.cli === 'built') return values.cli;
+  const newest = (paths: string[]) =>
+    Math.max(...paths.map((p) => (existsSync(p) ? statSync(p).mtimeMs : 0)));
+  const built = ['gc.js', 'store.js', 'cli/maintenance.js'].map((f) => join(REPO_ROOT, 'dist', 'src', f));
+  const sources = ['gc.ts', 'store.ts', 'cli/maintenance.ts'].map((f) => join(REPO_ROOT, 'src', f));
+  return built.every((p) => existsSync(p)) && newest(built) >= newest(sources) ? 'built' : 'source';
+}
 
 function median(numbers: number[]): number {
   const sorted = [...numbers].sort((a, b) => a - b);
@@ -111,7 +126,7 @@ async function main(): Promise<void> {
   const work = values.dir ?? (await mkdtemp(join(tmpdir(), 'blobcore-registry-bench-')));
   await mkdir(work, { recursive: true });
   const layout = join(work, 'layout');
-  console.log(`blobcore CLI from ${cli}; ${version}; ${skopeoVersion}; work dir ${work}`);
+  console.log(`blobcore serve from ${cli}; ${version}; ${skopeoVersion}; work dir ${work}`);
 
   const t0 = performance.now();
   const big = await addImage(
@@ -140,41 +155,45 @@ async function main(): Promise<void> {
       await mkdir(root, { recursive: true });
       const registry = await startTarget(target, root);
       try {
-        const ref = `docker://${registry.host}/bench/big:v1`;
-        const push = await must(
-          `${target} push`,
-          skopeo(['copy', '--dest-tls-verify=false', '--preserve-digests', `oci:${layout}:big`, ref]),
-        );
-        const pulled = join(work, `pulled-${target}-${r}`);
-        await rm(pulled, { recursive: true, force: true });
-        const pull = await must(
-          `${target} pull`,
-          skopeo(['copy', '--src-tls-verify=false', '--preserve-digests', ref, `oci:${pulled}:big`]),
-        );
-        // Correctness before the numbers count: every blob re-hashed, same manifest.
-        const back = await verifyImage(pulled, 'big');
-        if (back.manifest.digest !== big.manifest.digest) {
-          throw new Error(
-            `${target}: pulled manifest ${back.manifest.digest}, pushed ${big.manifest.digest}`,
+        const copy = async (image: BuiltImage, tag: string) => {
+          const ref = `docker://${registry.host}/bench/${tag}:v1`;
+          const push = await must(
+            `${target} push ${tag}`,
+            skopeo(['copy', '--dest-tls-verify=false', '--preserve-digests', `oci:${layout}:${tag}`, ref]),
           );
-        }
-        await rm(pulled, { recursive: true, force: true });
-        samples.push({ target, run: r, pushMs: push.ms, pullMs: pull.ms });
+          const pulled = join(work, `pulled-${target}-${r}-${tag}`);
+          await rm(pulled, { recursive: true, force: true });
+          const pull = await must(
+            `${target} pull ${tag}`,
+            skopeo(['copy', '--src-tls-verify=false', '--preserve-digests', ref, `oci:${pulled}:${tag}`]),
+          );
+          // Correctness before the numbers count: every blob re-hashed, same manifest.
+          const back = await verifyImage(pulled, tag);
+          if (back.manifest.digest !== image.manifest.digest) {
+            throw new Error(
+              `${target}: pulled ${tag} ${back.manifest.digest}, pushed ${image.manifest.digest}`,
+            );
+          }
+          await rm(pulled, { recursive: true, force: true });
+          return { push: push.ms, pull: pull.ms };
+        };
+        const bigTimes = await copy(big, 'big');
+        const smallTimes = await copy(small, 'small');
+        samples.push({
+          target,
+          run: r,
+          pushMs: bigTimes.push,
+          pullMs: bigTimes.pull,
+          smallPushMs: smallTimes.push,
+          smallPullMs: smallTimes.pull,
+        });
         console.log(
-          `run ${r} ${target.padEnd(12)} push ${(bytes / 1e6 / (push.ms / 1000)).toFixed(0)} MB/s, ` +
-            `pull ${(bytes / 1e6 / (pull.ms / 1000)).toFixed(0)} MB/s`,
+          `run ${r} ${target.padEnd(12)} big: push ${(bytes / 1e6 / (bigTimes.push / 1000)).toFixed(0)} MB/s, ` +
+            `pull ${(bytes / 1e6 / (bigTimes.pull / 1000)).toFixed(0)} MB/s; ` +
+            `${smallCount} small layers: push ${(smallTimes.push / 1000).toFixed(1)} s, ` +
+            `pull ${(smallTimes.pull / 1000).toFixed(1)} s`,
         );
         if (r === runs) {
-          await must(
-            `${target} push small`,
-            skopeo([
-              'copy',
-              '--dest-tls-verify=false',
-              '--preserve-digests',
-              `oci:${layout}:small`,
-              `docker://${registry.host}/bench/small:v1`,
-            ]),
-          );
           const digest = await manifestDigest(registry, 'bench/big', 'v1');
           const deleted = await fetch(`${registry.url}/v2/bench/big/manifests/${digest}`, {
             method: 'DELETE',
@@ -196,9 +215,10 @@ async function main(): Promise<void> {
     run('docker-registry', ['garbage-collect', `${distRoot}.yml`]),
   );
   const bcRoot = gcStores.blobcore as string;
+  const gcFrom = gcCli();
   const bcGc = await must(
     'blobcore gc',
-    run(process.execPath, blobcoreCommand(['gc', `file://${bcRoot}`, '--grace', '0', '--json'], cli)),
+    run(process.execPath, blobcoreCommand(['gc', `file://${bcRoot}`, '--grace', '0', '--json'], gcFrom)),
   );
   const report = JSON.parse(bcGc.stdout) as { swept: number; bytesFreed: number; durationMs: number };
   // Both must have freed the big layers and kept the small image.
@@ -232,6 +252,8 @@ async function main(): Promise<void> {
     return {
       pushMBps: median(mine.map((s) => mbps(s.pushMs))),
       pullMBps: median(mine.map((s) => mbps(s.pullMs))),
+      smallPushMs: median(mine.map((s) => s.smallPushMs)),
+      smallPullMs: median(mine.map((s) => s.smallPullMs)),
     };
   };
   const dist = summary('distribution');
@@ -241,6 +263,8 @@ async function main(): Promise<void> {
       registry: 'distribution',
       'push MB/s': dist.pushMBps.toFixed(0),
       'pull MB/s': dist.pullMBps.toFixed(0),
+      'small push s': (dist.smallPushMs / 1000).toFixed(1),
+      'small pull s': (dist.smallPullMs / 1000).toFixed(1),
       'gc ms (process)': distGc.ms.toFixed(0),
       'gc ms (own)': '-',
     },
@@ -248,6 +272,8 @@ async function main(): Promise<void> {
       registry: 'blobcore',
       'push MB/s': bc.pushMBps.toFixed(0),
       'pull MB/s': bc.pullMBps.toFixed(0),
+      'small push s': (bc.smallPushMs / 1000).toFixed(1),
+      'small pull s': (bc.smallPullMs / 1000).toFixed(1),
       'gc ms (process)': bcGc.ms.toFixed(0),
       'gc ms (own)': String(report.durationMs),
     },
@@ -255,6 +281,8 @@ async function main(): Promise<void> {
       registry: 'ratio blobcore/distribution',
       'push MB/s': (bc.pushMBps / dist.pushMBps).toFixed(2),
       'pull MB/s': (bc.pullMBps / dist.pullMBps).toFixed(2),
+      'small push s': (bc.smallPushMs / dist.smallPushMs).toFixed(2),
+      'small pull s': (bc.smallPullMs / dist.smallPullMs).toFixed(2),
       'gc ms (process)': (bcGc.ms / distGc.ms).toFixed(2),
       'gc ms (own)': '-',
     },
@@ -268,6 +296,7 @@ async function main(): Promise<void> {
   const out = {
     at: new Date().toISOString(),
     cli,
+    gcCli: gcFrom,
     distribution: version,
     skopeo: skopeoVersion,
     image: { layers: layerCount, layerMiB, bytes, smallLayers: smallCount },

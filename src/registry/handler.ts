@@ -374,7 +374,37 @@ export function createRegistryHandler(store: BlobStore, options: RegistryOptions
 
   async function startSession(ctx: Context, repo: Repository): Promise<void> {
     const session = await repo.uploads.start({ signal: ctx.signal });
+    remember(repo, session);
     send(ctx, 202, sessionHeaders(repo, session.id, 0));
+  }
+
+  /**
+   * Upload objects of recent sessions, kept between the requests of one push (POST,
+   * PATCH…, PUT) so the next request skips re-reading the session record and keeps the
+   * live hasher. Only a cache: each use re-validates against the record in the backend
+   * (etag check, compare-and-swap), so a session another process moved on is still
+   * seen as it is. Used only under the session lock; GET status always reads afresh.
+   */
+  const sessions = new Map<string, Upload>();
+  const SESSION_CACHE = 256;
+
+  function remember(repo: Repository, session: Upload): void {
+    const key = `${repo.name}\0${session.id}`;
+    sessions.delete(key);
+    sessions.set(key, session);
+    if (sessions.size > SESSION_CACHE) sessions.delete(sessions.keys().next().value as string);
+  }
+
+  function forget(repo: Repository, id: string): void {
+    sessions.delete(`${repo.name}\0${id}`);
+  }
+
+  async function openSession(repo: Repository, id: string, signal: AbortSignal): Promise<Upload> {
+    const cached = sessions.get(`${repo.name}\0${id}`);
+    if (cached) return cached;
+    const session = await repo.uploads.resume(id, { signal });
+    remember(repo, session);
+    return session;
   }
 
   /**
@@ -411,7 +441,8 @@ export function createRegistryHandler(store: BlobStore, options: RegistryOptions
   async function sessionRequest(ctx: Context, repo: Repository, method: string): Promise<void> {
     const id = ctx.route.reference;
     const { signal } = ctx;
-    const session = await repo.uploads.resume(id, { signal });
+    const session =
+      method === 'GET' ? await repo.uploads.resume(id, { signal }) : await openSession(repo, id, signal);
     try {
       switch (method) {
         case 'GET': {
@@ -419,6 +450,7 @@ export function createRegistryHandler(store: BlobStore, options: RegistryOptions
           return send(ctx, 204, sessionHeaders(repo, id, status.offset));
         }
         case 'DELETE':
+          forget(repo, id);
           await session.cancel({ signal });
           return send(ctx, 204, {});
         case 'PATCH': {
@@ -432,10 +464,12 @@ export function createRegistryHandler(store: BlobStore, options: RegistryOptions
           const digest = parseDigest(param).value;
           if (hasBody(ctx.request)) await appendBody(ctx, session);
           await session.commit({ digest, signal });
+          forget(repo, id);
           return blobCreated(ctx, repo, digest);
         }
       }
     } catch (error) {
+      if (isBlobcoreError(error, 'BLOB_UPLOAD_UNKNOWN')) forget(repo, id);
       throw await withSessionHeaders(error, repo, session, signal);
     }
   }
