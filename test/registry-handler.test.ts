@@ -112,8 +112,8 @@ describe('registry: API root, routing, error bodies', () => {
     }
     for (const digest of [
       'sha256:abc',
-      'SHA256:' + 'a'.repeat(64),
-      'md5:' + 'a'.repeat(32),
+      `SHA256:${'a'.repeat(64)}`,
+      `md5:${'a'.repeat(32)}`,
       `sha256:${'A'.repeat(64)}`,
     ]) {
       const reply = await call(url, `/v2/app/blobs/${digest}`);

@@ -190,7 +190,7 @@ describe('registry with skopeo: GC during a push loop', () => {
     const collector = (async () => {
       while (!stop) {
         try {
-          reports.push(await store.gc({ graceMs: 1500 }));
+          reports.push(await store.gc({ graceMs: 4000 }));
         } catch (error) {
           gcError = error;
           return;
@@ -214,6 +214,7 @@ describe('registry with skopeo: GC during a push loop', () => {
         // Garbage: a junk image that reuses a layer of the junk image of three rounds ago
         // (unreferenced for longer than the grace period, so GC may be sweeping it while
         // skopeo finds it with HEAD and skips the upload), then its manifest is deleted.
+        // The grace period (4 s) only has to outlast one push (blob commit → manifest PUT).
         const junk = await addImage(gcLayout, `junk${i}`, [
           { size: 64 * KiB, seed: 9300 + i },
           { size: 64 * KiB, seed: 9300 + Math.max(0, i - 3) },
@@ -225,7 +226,7 @@ describe('registry with skopeo: GC during a push loop', () => {
           method: 'DELETE',
         });
         expect(deleted.status).toBe(202);
-        await new Promise((resolve) => setTimeout(resolve, 600));
+        await new Promise((resolve) => setTimeout(resolve, 1000));
       }
     } finally {
       stop = true;
