@@ -150,6 +150,11 @@ export interface Driver {
   copy?(from: string, to: string, options?: SignalOptions): Promise<WriteResult>;
   link?(from: string, to: string, options?: SignalOptions): Promise<WriteResult>;
   usage?(options?: SignalOptions): Promise<StorageUsage>;
+  /**
+   * Drivers that stage writes in temp files (fs, pvc) remove those a crashed process
+   * left, older than `olderThan` ms and never a live writer's. GC calls it.
+   */
+  sweepTemp?(options?: { olderThan?: number | undefined } & SignalOptions): Promise<{ removed: number }>;
   close?(): Promise<void>;
 }
 

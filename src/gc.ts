@@ -27,7 +27,8 @@
  *   orphans     data keys no index names (left by a crash between writing bytes and
  *               index), not held by a live upload and older than `orphanGraceMs`, are
  *               deleted, and so are touch records of digests that are not stored (a
- *               refused put touches before it learns the digest is new). A put publishes its index right after its bytes, so this is the
+ *               refused put touches before it learns the digest is new). Drivers with
+ *               temp files sweep those of crashed writers (`driver.sweepTemp`). A put publishes its index right after its bytes, so this is the
  *               one place that relies on time: the orphan grace must exceed the longest
  *               single put (default 24 hours).
  */
@@ -97,6 +98,8 @@ export interface GcReport {
   bytesFreed: number;
   uploadsPurged: number;
   orphansRemoved: number;
+  /** Temp files of crashed writers removed by the driver (fs, pvc). */
+  tempRemoved: number;
   durationMs: number;
   phases: { phase: GcPhase; ms: number }[];
 }
@@ -246,6 +249,7 @@ class GarbageCollector {
       bytesFreed: 0,
       uploadsPurged: 0,
       orphansRemoved: 0,
+      tempRemoved: 0,
       durationMs: 0,
       phases: this.phases,
     };
@@ -565,6 +569,13 @@ class GarbageCollector {
       if (!stored.has(digestFromKey(key))) staleTouches.push(key);
     }
     orphans.push(...staleTouches);
+    if (this.driver.sweepTemp && !this.report.dryRun) {
+      this.guard();
+      const olderThan = this.options.orphanGraceMs ?? DEFAULTS.orphanGraceMs;
+      this.report.tempRemoved = (
+        await this.driver.sweepTemp({ olderThan, signal: this.options.signal })
+      ).removed;
+    }
     await forEachLimit(orphans, this.concurrency, async (key) => {
       const stat = await this.driver.stat(key, this.signal);
       // Younger bytes may belong to a put that has not published its index yet.

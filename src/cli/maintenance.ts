@@ -94,7 +94,7 @@ export async function gc(args: string[]): Promise<number> {
         `gc${report.dryRun ? ' (dry run)' : ''}: marked ${report.marked}, ` +
           `${report.dryRun ? 'would sweep' : 'swept'} ${report.dryRun ? report.candidates.length : report.swept} ` +
           `(${bytes(report.bytesFreed)} freed), kept ${report.resurrected} re-referenced, ` +
-          `purged ${report.uploadsPurged} uploads, ${report.orphansRemoved} orphans, in ${report.durationMs} ms`,
+          `purged ${report.uploadsPurged} uploads, ${report.orphansRemoved} orphans, ${report.tempRemoved} temp files, in ${report.durationMs} ms`,
       );
     },
   );
