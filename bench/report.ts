@@ -143,19 +143,27 @@ export function checkRows(checks: CheckEntry[]): Record<string, string>[] {
   }));
 }
 
-/** GC scale results with the time each GC phase took. */
+/**
+ * GC scale results: GC's own duration (its report, in its own process), blobs scanned
+ * per second, the GC process's peak RSS, and the time of each phase.
+ */
 export function gcRows(results: ResultEntry[]): Record<string, string>[] {
   return results
     .filter((r) => r.scenario === 'gc')
     .map((r) => {
+      const per = (key: string) => (r.metrics?.[key] ?? 0) / Math.max(1, r.samples);
+      const durationMs = per('durationMs') || r.ms.median;
+      const scanned = (r.opsPerSec.median * r.ms.median) / 1000;
       const row: Record<string, string> = {
         run: r.label.replace(/^GC, /, ''),
-        'duration s': fixed(r.ms.median / 1000, 1),
-        'blobs/s': fixed(r.opsPerSec.median),
-        'peak RSS MiB': fixed(r.peakRssMiB, 1),
+        'duration s': fixed(durationMs / 1000, 1),
+        'blobs/s': fixed(scanned / (durationMs / 1000)),
+        'GC process peak RSS MiB': fixed(per('gcPeakRssMiB'), 0),
+        'RSS before GC MiB': fixed(per('gcStartRssMiB'), 0),
       };
-      for (const [key, value] of Object.entries(r.metrics ?? {})) {
-        if (key.endsWith('Ms')) row[`${key.slice(0, -2)} s`] = fixed(value / r.samples / 1000, 1);
+      for (const key of Object.keys(r.metrics ?? {})) {
+        if (key.endsWith('Ms') && key !== 'durationMs')
+          row[`${key.slice(0, -2)} s`] = fixed(per(key) / 1000, 1);
       }
       return row;
     });
