@@ -23,6 +23,7 @@
  * every check (ratio or value against its target). Exit status 1 if a scenario failed.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { checkRows, gcRows, machineLine, resultRows, toMarkdown } from './report.js';
@@ -144,6 +145,13 @@ export async function bench(args: string[]): Promise<number> {
   process.stdout.write(
     `blobcore bench${options.quick ? ' --quick' : ''}: ${what} · ${options.rounds} rounds after a warm-up · node ${process.version}\n`,
   );
+  const [load1] = os.loadavg();
+  const cores = os.cpus().length;
+  if ((load1 ?? 0) > cores * 0.75) {
+    process.stderr.write(
+      `warning: load average ${load1?.toFixed(1)} on ${cores} cores — other work is running; numbers will be noisy\n`,
+    );
+  }
   const { report, errors } = await runBench(options);
   process.stdout.write(`${machineLine(report.machine)}\n`);
   console.table(resultRows(report.results));
