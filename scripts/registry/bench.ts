@@ -10,7 +10,9 @@
  *      image in (push) and out again into a fresh layout (pull). Every pull is verified
  *      (each blob re-hashed, manifest digest compared) before its time counts. The big
  *      image measures throughput (MB/s, the issue's target); the small one measures the
- *      per-blob cost (skopeo 1.9 pushes layers one after another).
+ *      per-blob cost (skopeo 1.9 pushes layers one after another). The registry
+ *      process's CPU seconds (from /proc) for the big push and pull are recorded too:
+ *      on a shared 2-core machine they say more about efficiency than wall time does.
  *   3. GC: on the last run's stores the big image's manifest is deleted through the
  *      API; then, registries stopped,
  *      `docker-registry garbage-collect` and `blobcore gc --grace 0` are timed (wall
@@ -25,7 +27,7 @@
  * serve from the build when dist/ has it, gc from the build when dist/ is fresh, else
  * from the sources through test/fixtures/ts-loader.mjs)  --keep (leave the work dir).
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,7 +55,17 @@ interface Sample {
   /** The image of many small layers: per-blob overhead rather than throughput. */
   smallPushMs: number;
   smallPullMs: number;
+  /** CPU seconds the registry process spent on the big image's push and pull (load-independent). */
+  pushCpuS: number;
+  pullCpuS: number;
 }
+
+/** user + system CPU seconds of a process so far (Linux /proc; ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+const CLOCK_TICKS = 100;
 
 const { values } = parseArgs({
   options: {
@@ -157,16 +169,19 @@ async function main(): Promise<void> {
       try {
         const copy = async (image: BuiltImage, tag: string) => {
           const ref = `docker://${registry.host}/bench/${tag}:v1`;
+          const cpu0 = cpuSeconds(registry.pid);
           const push = await must(
             `${target} push ${tag}`,
             skopeo(['copy', '--dest-tls-verify=false', '--preserve-digests', `oci:${layout}:${tag}`, ref]),
           );
+          const cpu1 = cpuSeconds(registry.pid);
           const pulled = join(work, `pulled-${target}-${r}-${tag}`);
           await rm(pulled, { recursive: true, force: true });
           const pull = await must(
             `${target} pull ${tag}`,
             skopeo(['copy', '--src-tls-verify=false', '--preserve-digests', ref, `oci:${pulled}:${tag}`]),
           );
+          const cpu2 = cpuSeconds(registry.pid);
           // Correctness before the numbers count: every blob re-hashed, same manifest.
           const back = await verifyImage(pulled, tag);
           if (back.manifest.digest !== image.manifest.digest) {
@@ -175,7 +190,7 @@ async function main(): Promise<void> {
             );
           }
           await rm(pulled, { recursive: true, force: true });
-          return { push: push.ms, pull: pull.ms };
+          return { push: push.ms, pull: pull.ms, pushCpu: cpu1 - cpu0, pullCpu: cpu2 - cpu1 };
         };
         const bigTimes = await copy(big, 'big');
         const smallTimes = await copy(small, 'small');
@@ -186,6 +201,8 @@ async function main(): Promise<void> {
           pullMs: bigTimes.pull,
           smallPushMs: smallTimes.push,
           smallPullMs: smallTimes.pull,
+          pushCpuS: bigTimes.pushCpu,
+          pullCpuS: bigTimes.pullCpu,
         });
         console.log(
           `run ${r} ${target.padEnd(12)} big: push ${(bytes / 1e6 / (bigTimes.push / 1000)).toFixed(0)} MB/s, ` +
@@ -254,6 +271,8 @@ async function main(): Promise<void> {
       pullMBps: median(mine.map((s) => mbps(s.pullMs))),
       smallPushMs: median(mine.map((s) => s.smallPushMs)),
       smallPullMs: median(mine.map((s) => s.smallPullMs)),
+      pushCpuS: median(mine.map((s) => s.pushCpuS)),
+      pullCpuS: median(mine.map((s) => s.pullCpuS)),
     };
   };
   const dist = summary('distribution');
@@ -263,6 +282,8 @@ async function main(): Promise<void> {
       registry: 'distribution',
       'push MB/s': dist.pushMBps.toFixed(0),
       'pull MB/s': dist.pullMBps.toFixed(0),
+      'push cpu s': dist.pushCpuS.toFixed(2),
+      'pull cpu s': dist.pullCpuS.toFixed(2),
       'small push s': (dist.smallPushMs / 1000).toFixed(1),
       'small pull s': (dist.smallPullMs / 1000).toFixed(1),
       'gc ms (process)': distGc.ms.toFixed(0),
@@ -272,6 +293,8 @@ async function main(): Promise<void> {
       registry: 'blobcore',
       'push MB/s': bc.pushMBps.toFixed(0),
       'pull MB/s': bc.pullMBps.toFixed(0),
+      'push cpu s': bc.pushCpuS.toFixed(2),
+      'pull cpu s': bc.pullCpuS.toFixed(2),
       'small push s': (bc.smallPushMs / 1000).toFixed(1),
       'small pull s': (bc.smallPullMs / 1000).toFixed(1),
       'gc ms (process)': bcGc.ms.toFixed(0),
@@ -281,6 +304,8 @@ async function main(): Promise<void> {
       registry: 'ratio blobcore/distribution',
       'push MB/s': (bc.pushMBps / dist.pushMBps).toFixed(2),
       'pull MB/s': (bc.pullMBps / dist.pullMBps).toFixed(2),
+      'push cpu s': (bc.pushCpuS / dist.pushCpuS).toFixed(2),
+      'pull cpu s': (bc.pullCpuS / dist.pullCpuS).toFixed(2),
       'small push s': (bc.smallPushMs / dist.smallPushMs).toFixed(2),
       'small pull s': (bc.smallPullMs / dist.smallPullMs).toFixed(2),
       'gc ms (process)': (bcGc.ms / distGc.ms).toFixed(2),
