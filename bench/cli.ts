@@ -7,14 +7,14 @@
  *   --matrix local      memory, fs, pvc (temp dirs), s3 on the s3rver emulator, azure on
  *                       Azurite (started and stopped here; a clone of the repository)
  *   --matrix system     the local matrix plus S3 on a throw-away radosgw (root, ceph)
- *   --quick             small sizes, 2 rounds, no 1 GiB RSS runs, GC at 10k: ~1 minute
+ *   --quick             small sizes, 2 rounds, no 1 GiB RSS runs, GC at 5k: ~1 minute
  *   --sizes 4k,1m,256m  put/get sizes (the largest ≥ 8 MiB also sizes uploads and commits)
  *   --size N            one put/get size (same as --sizes N)
  *   --concurrency 1,8   concurrency of the small-operation scenarios
  *   --rounds N          measured rounds after the discarded warm-up (default 5; quick 2)
  *   --scenarios a,b     only these: put get upload commit dedup ops list rss gc
  *   --skip a,b          all but these (also `peers`)
- *   --gc-sizes 10k,…    blob counts of the GC scale runs (fs); --gc-manifests N (2000)
+ *   --gc-sizes 10k,…    blob counts of the GC scale runs (fs); --gc-manifests N (2000; quick 1000)
  *   --rss-size 1g       size of the peak-RSS transfers (0: skip)
  *   --json out.json     the report (schema: bench/README.md); --svg out.svg the chart;
  *   --md out.md         the tables as Markdown (for the README)
@@ -115,8 +115,8 @@ export function benchOptions(args: string[]): RunOptions & { json?: string; svg?
     smallOps: values['small-ops'] ? parseCount(values['small-ops']) : quick ? 100 : 1000,
     listKeys: values['list-keys'] ? parseCount(values['list-keys']) : quick ? 2000 : 10_000,
     rssSize: values['rss-size'] !== undefined ? parseSize(values['rss-size']) : quick ? 0 : 1024 * MiB,
-    gcSizes: list(values['gc-sizes'], parseCount) ?? (quick ? [10_000] : [10_000, 50_000, 100_000]),
-    gcManifests: values['gc-manifests'] ? parseCount(values['gc-manifests']) : 2000,
+    gcSizes: list(values['gc-sizes'], parseCount) ?? (quick ? [5000] : [10_000, 50_000, 100_000]),
+    gcManifests: values['gc-manifests'] ? parseCount(values['gc-manifests']) : quick ? 1000 : 2000,
     peers: !skip.has('peers'),
     scenarios,
     progress: values.json === undefined,
@@ -152,7 +152,14 @@ export async function bench(args: string[]): Promise<number> {
       `warning: load average ${load1?.toFixed(1)} on ${cores} cores — other work is running; numbers will be noisy\n`,
     );
   }
-  const { report, errors } = await runBench(options);
+  // Interrupted: exit, so the exit hooks stop the servers and remove temp directories.
+  const interrupt = () => process.exit(130);
+  process.once('SIGINT', interrupt);
+  process.once('SIGTERM', interrupt);
+  const { report, errors } = await runBench(options).finally(() => {
+    process.off('SIGINT', interrupt);
+    process.off('SIGTERM', interrupt);
+  });
   process.stdout.write(`${machineLine(report.machine)}\n`);
   console.table(resultRows(report.results));
   if (report.checks.length > 0) console.table(checkRows(report.checks));

@@ -7,7 +7,7 @@
  * results and the report assembled. A group that fails is recorded in the notes and the
  * run goes on; `errors` says the run is not complete.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -32,7 +32,7 @@ import {
 import { gcGroups } from './scenarios/gc.js';
 import { throughputGroups, warmupFor } from './scenarios/throughput.js';
 import type { CheckSpec, Group } from './scenarios/types.js';
-import { repoRoot } from './servers.js';
+import { onExitSync, repoRoot } from './servers.js';
 
 export const SCENARIOS = ['put', 'get', 'upload', 'commit', 'dedup', 'ops', 'list', 'rss', 'gc'] as const;
 
@@ -73,6 +73,7 @@ async function openBackends(options: RunOptions, context: BackendContext): Promi
 export async function runBench(options: RunOptions): Promise<RunOutcome> {
   const started = new Date();
   const workDir = await makeWorkDir();
+  const forgetWorkDir = onExitSync(() => rmSync(workDir, { recursive: true, force: true }));
   const context: BackendContext = { workDir, cleanups: [] };
   const notes: string[] = [];
   const errors: string[] = [];
@@ -228,5 +229,6 @@ export async function runBench(options: RunOptions): Promise<RunOutcome> {
     for (const backend of backends.reverse()) await backend.close().catch(() => undefined);
     for (const cleanup of context.cleanups.reverse()) await cleanup().catch(() => undefined);
     await rm(workDir, { recursive: true, force: true });
+    forgetWorkDir();
   }
 }

@@ -16,8 +16,8 @@
  * not from this file; that is also why the Azurite launcher is not imported from
  * scripts/azurite/ (a TypeScript file outside the build).
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, rmdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -68,17 +68,39 @@ function packageVersion(root: string, name: string): string {
 }
 
 const children = new Set<ChildProcess>();
+const exitCleanups = new Set<() => void>();
 let exitHook = false;
+
+function installExitHook(): void {
+  if (exitHook) return;
+  exitHook = true;
+  process.once('exit', () => {
+    for (const server of children) server.kill('SIGKILL');
+    for (const cleanup of exitCleanups) {
+      try {
+        cleanup();
+      } catch {
+        // best effort on the way out
+      }
+    }
+  });
+}
+
+/**
+ * Runs `cleanup` (synchronous) if the process exits before the returned function is
+ * called: temp directories and servers are not left behind by an interrupted run.
+ */
+export function onExitSync(cleanup: () => void): () => void {
+  installExitHook();
+  exitCleanups.add(cleanup);
+  return () => exitCleanups.delete(cleanup);
+}
 
 /** Servers are killed if this process exits without stopping them. */
 function track(child: ChildProcess): void {
   children.add(child);
   child.once('exit', () => children.delete(child));
-  if (exitHook) return;
-  exitHook = true;
-  process.once('exit', () => {
-    for (const server of children) server.kill('SIGKILL');
-  });
+  installExitHook();
 }
 
 function waitForExit(child: ChildProcess, ms: number): Promise<boolean> {
@@ -126,6 +148,7 @@ export async function startS3rver(): Promise<RunningServer> {
   const script = join(root, 'scripts', 's3rver', 'server.mjs');
   if (!existsSync(script)) throw new Error(`s3rver launcher not found at ${script} (run from a clone)`);
   const directory = await mkdtemp(join(tmpdir(), 'blobcore-bench-s3rver-'));
+  const forget = onExitSync(() => rmSync(directory, { recursive: true, force: true }));
   const child = spawn(process.execPath, ['--openssl-legacy-provider', script, directory], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -158,6 +181,7 @@ export async function startS3rver(): Promise<RunningServer> {
       async stop() {
         await stopChild(child);
         await rm(directory, { recursive: true, force: true });
+        forget();
       },
     };
   } catch (error) {
@@ -173,6 +197,7 @@ export async function startAzurite(): Promise<RunningServer> {
   const main = join(root, 'node_modules', 'azurite', 'dist', 'src', 'blob', 'main.js');
   if (!existsSync(main)) throw new Error(`Azurite not found at ${main} (npm ci installs it)`);
   const location = await mkdtemp(join(tmpdir(), 'blobcore-bench-azurite-'));
+  const forget = onExitSync(() => rmSync(location, { recursive: true, force: true }));
   let lastError: unknown;
   for (let attempt = 0; attempt < 3; attempt++) {
     const port = await freePort();
@@ -222,6 +247,7 @@ export async function startAzurite(): Promise<RunningServer> {
         async stop() {
           await stopChild(child);
           await rm(location, { recursive: true, force: true });
+          forget();
         },
       };
     } catch (error) {
@@ -231,6 +257,7 @@ export async function startAzurite(): Promise<RunningServer> {
     }
   }
   await rm(location, { recursive: true, force: true });
+  forget();
   throw lastError instanceof Error ? lastError : new Error(String(lastError));
 }
 
@@ -247,10 +274,14 @@ export async function startRadosgw(): Promise<RunningServer> {
   }
   if (port === 0) throw new Error('no two consecutive free ports on 127.0.0.1 for radosgw');
   let stdout: string;
+  const forget = onExitSync(() => {
+    execFileSync('bash', [join(scripts, 'stop.sh'), dir], { stdio: 'ignore', timeout: 60_000 });
+  });
   try {
     ({ stdout } = await run('bash', [join(scripts, 'start.sh'), dir, String(port)], { timeout: 180_000 }));
   } catch (error) {
     await run('bash', [join(scripts, 'stop.sh'), dir]).catch(() => undefined);
+    forget();
     const { stderr } = error as { stderr?: string };
     throw new Error(`radosgw did not start (scripts/ceph-rgw/start.sh):\n${stderr ?? String(error)}`);
   }
@@ -273,6 +304,7 @@ export async function startRadosgw(): Promise<RunningServer> {
     credentials: { accessKeyId: env.S3_ACCESS_KEY ?? '', secretAccessKey: env.S3_SECRET_KEY ?? '' },
     async stop() {
       await run('bash', [join(scripts, 'stop.sh'), dir], { timeout: 60_000 });
+      forget();
     },
   };
 }

@@ -112,8 +112,12 @@ export function ratioOf(
   denominator: string,
   metric: 'mbps' | 'opsPerSec' = 'mbps',
 ): number | null {
-  const a = results.get(numerator)?.[metric]?.median;
-  const b = results.get(denominator)?.[metric]?.median;
+  const x = results.get(numerator);
+  const y = results.get(denominator);
+  // Results without bytes (listing, operations) compare their operation rates.
+  const use = x?.[metric] && y?.[metric] ? metric : 'opsPerSec';
+  const a = x?.[use]?.median;
+  const b = y?.[use]?.median;
   return a === undefined || b === undefined || b === 0 ? null : a / b;
 }
 
