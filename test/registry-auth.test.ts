@@ -18,6 +18,9 @@ import { basic, call, startRegistry, type TestRegistry } from './fixtures/regist
 import { sha256 } from './helpers.js';
 import { blob, imageManifest } from './oci.js';
 
+// Real sockets and a shared 2-core machine: generous limits; the tests wait on events, not on time.
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
+
 let registry: TestRegistry | undefined;
 afterEach(async () => {
   await registry?.close();

@@ -6,7 +6,7 @@
 import { request as httpRequest } from 'node:http';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Body, Driver } from '../src/driver.js';
 import { blobError, ErrorCodes } from '../src/errors.js';
 import { MediaTypes } from '../src/manifest.js';
@@ -15,6 +15,9 @@ import { type BlobStore, openStore, type StoreOptions } from '../src/store.js';
 import { call, startRegistry, type TestRegistry } from './fixtures/registry-harness.js';
 import { MiB, random, sha256 } from './helpers.js';
 import { blob, imageManifest, indexManifest } from './oci.js';
+
+// Real sockets and a shared 2-core machine: generous limits; the tests wait on events, not on time.
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
 
 let registry: TestRegistry | undefined;
 afterEach(async () => {
