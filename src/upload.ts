@@ -346,14 +346,15 @@ export class Upload {
     if (body instanceof Uint8Array && options.size !== undefined && options.size !== body.byteLength) {
       throw blobError('SIZE_INVALID', `chunk has ${body.byteLength} bytes, declared ${options.size}`);
     }
-    if (options.offset !== this.record.offset) await this.refresh({ signal });
-    if (options.offset !== this.record.offset)
-      throw rangeInvalid(this.record, `chunk starts at ${options.offset}`);
-    if (this.claimedByOther(this.record)) {
+    // Our copy of the record may be stale (another instance appended or holds a claim):
+    // re-read once, then judge offset and claim on the same, current record.
+    if (options.offset !== this.record.offset || this.claimedByOther(this.record))
       await this.refresh({ signal });
-      if (this.claimedByOther(this.record))
-        throw rangeInvalid(this.record, 'another writer is appending', true);
+    if (options.offset !== this.record.offset) {
+      throw rangeInvalid(this.record, `chunk starts at ${options.offset}`);
     }
+    if (this.claimedByOther(this.record))
+      throw rangeInvalid(this.record, 'another writer is appending', true);
 
     const known = body instanceof Uint8Array ? body.byteLength : options.size;
     const reader = new ByteReader(body instanceof Uint8Array ? sliceBytes(body) : body);

@@ -146,6 +146,38 @@ describe('uploads', () => {
     expect((await readBlob(a, result.digest)).equals(y)).toBe(true);
   });
 
+  it('re-checks the offset after waiting out another writer: a stale offset is refused (regression)', async () => {
+    const backend = new MemoryBackend();
+    const plain = createMemoryDriver({ backend });
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let staging: () => void = () => {};
+    const started = new Promise<void>((resolve) => {
+      staging = resolve;
+    });
+    const slow = Object.create(plain) as typeof plain;
+    slow.uploadPart = async (...args) => {
+      staging();
+      await gate;
+      return plain.uploadPart(...args);
+    };
+    const a = await openStore(slow);
+    const b = await openStore(createMemoryDriver({ backend }));
+    const x = randomBytes(200 * 1024);
+    const upload = await a.uploads.start();
+    const appending = upload.append(x, { offset: 0 });
+    await started;
+    const other = await b.uploads.resume(upload.id); // sees offset 0 and A's claim
+    release();
+    await appending;
+    const error = await errorOf(other.append(randomBytes(10), { offset: 0 }));
+    expect(error.code).toBe('RANGE_INVALID');
+    expect(error.detail?.offset).toBe(x.length);
+    expect((await other.commit({ digest: sha256(x) })).size).toBe(x.length);
+  });
+
   it('serializes concurrent appends on one instance: the second sees the moved offset', async () => {
     const store = await openStore('memory:');
     const upload = await store.uploads.start();
