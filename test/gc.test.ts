@@ -206,7 +206,9 @@ describe('garbage collection', () => {
     await idle.append(randomBytes(200 * 1024), { offset: 0 });
     await store.driver.write('data/00/00/00000000000000000000000000000000', Buffer.from('orphan'));
     // A refused put touched a digest that never got stored.
-    expect(await codeOf(store.put(Buffer.from('x'), { expected: sha256(Buffer.from('y')) }))).toBe('DIGEST_INVALID');
+    expect(await codeOf(store.put(Buffer.from('x'), { expected: sha256(Buffer.from('y')) }))).toBe(
+      'DIGEST_INVALID',
+    );
     expect((await store.driver.list('touches/')).keys).toHaveLength(1);
     await sleep(5);
     const live = await store.uploads.start();
