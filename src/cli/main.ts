@@ -5,6 +5,7 @@
  *   conformance <store-url>       run the conformance suite against a backend
  *   bench [store-url…] [--quick]  throughput benchmarks (see bench/)
  *   gc | prune | scrub | du       maintenance (./maintenance.ts)
+ *   serve <store-url>             the reference OCI registry endpoint (./serve.ts)
  */
 import { isBlobcoreError } from '../errors.js';
 
@@ -22,6 +23,8 @@ commands:
   scrub <store-url> [--quarantine] [--json]
                                     re-hash every blob; exit 1 if any is corrupt
   du <store-url> [--json]           physical and logical bytes, dedup ratio
+  serve <store-url> [--listen 127.0.0.1:5000] [--tls-cert f --tls-key f] [--htpasswd f [--access f]] [--redirect]
+                                    an OCI distribution registry over the store
   help                              this text
 `;
 
@@ -36,6 +39,7 @@ const commands: Record<string, () => Promise<Command>> = {
   prune: async () => (await import('./maintenance.js')).pruneCommand,
   scrub: async () => (await import('./maintenance.js')).scrubCommand,
   du: async () => (await import('./maintenance.js')).du,
+  serve: async () => (await import('./serve.js')).serve,
 };
 
 export async function main(argv: string[]): Promise<number> {
