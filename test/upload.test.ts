@@ -17,6 +17,30 @@ async function readBlob(store: Awaited<ReturnType<typeof openStore>>, digest: st
   return collectBody(await store.get(digest, { verify: true }));
 }
 
+/**
+ * A memory driver whose uploadPart stops until `release()`: an instance caught staging
+ * a part. `started` resolves when the part upload begins.
+ */
+function stalledPartDriver() {
+  const backend = new MemoryBackend();
+  const plain = createMemoryDriver({ backend });
+  let release: () => void = () => {};
+  const gate = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  let begin: () => void = () => {};
+  const started = new Promise<void>((resolve) => {
+    begin = resolve;
+  });
+  const slow = Object.create(plain) as typeof plain;
+  slow.uploadPart = async (...args) => {
+    begin();
+    await gate;
+    return plain.uploadPart(...args);
+  };
+  return { backend, slow, started, release };
+}
+
 describe('uploads', () => {
   it.each([0, 1])('uploads and commits a %i-byte blob', async (size) => {
     const store = await openStore('memory:');
@@ -109,22 +133,7 @@ describe('uploads', () => {
   });
 
   it('refuses a second instance while the first stages a part, and lets it take over after the lease', async () => {
-    const backend = new MemoryBackend();
-    const plain = createMemoryDriver({ backend });
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let staging: () => void = () => {};
-    const started = new Promise<void>((resolve) => {
-      staging = resolve;
-    });
-    const slow = Object.create(plain) as typeof plain;
-    slow.uploadPart = async (...args) => {
-      staging();
-      await gate;
-      return plain.uploadPart(...args);
-    };
+    const { backend, slow, started, release } = stalledPartDriver();
     const a = await openStore(slow, { uploadLeaseMs: 200 });
     const b = await openStore(createMemoryDriver({ backend }), { uploadLeaseMs: 200 });
     const x = randomBytes(200 * 1024);
@@ -147,22 +156,7 @@ describe('uploads', () => {
   });
 
   it('re-checks the offset after waiting out another writer: a stale offset is refused (regression)', async () => {
-    const backend = new MemoryBackend();
-    const plain = createMemoryDriver({ backend });
-    let release: () => void = () => {};
-    const gate = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    let staging: () => void = () => {};
-    const started = new Promise<void>((resolve) => {
-      staging = resolve;
-    });
-    const slow = Object.create(plain) as typeof plain;
-    slow.uploadPart = async (...args) => {
-      staging();
-      await gate;
-      return plain.uploadPart(...args);
-    };
+    const { backend, slow, started, release } = stalledPartDriver();
     const a = await openStore(slow);
     const b = await openStore(createMemoryDriver({ backend }));
     const x = randomBytes(200 * 1024);
