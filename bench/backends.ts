@@ -100,6 +100,8 @@ export interface Backend {
   fsRoot?: string;
   raw: RawIO[];
   s3?: S3Access;
+  /** Untimed, before every task run: lets the server free what deleted objects still hold. */
+  reclaim?: () => Promise<void>;
   close(): Promise<void>;
 }
 
@@ -433,6 +435,7 @@ async function s3Backend(
     scratchDir: context.workDir,
     raw: [driverRaw(store.driver), ...s3Raw(access)],
     s3: access,
+    ...(server.reclaim ? { reclaim: () => server.reclaim?.() ?? Promise.resolve() } : {}),
     async close() {
       await store.close();
       await emptyBucket(client, bucket).catch(() => undefined);

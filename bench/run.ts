@@ -125,7 +125,19 @@ export async function runBench(options: RunOptions): Promise<RunOutcome> {
     const progress = createProgress(total, options.progress);
     for (const { backend, group } of groups) {
       progress.phase(`${group.backend}: ${group.title}`);
-      const warm = backend ? warmupFor(backend, group) : fsBackend ? warmupFor(fsBackend, group) : undefined;
+      const warmup = backend
+        ? warmupFor(backend, group)
+        : fsBackend
+          ? warmupFor(fsBackend, group)
+          : undefined;
+      const reclaim = backend?.reclaim;
+      const warm =
+        warmup || reclaim
+          ? async () => {
+              await reclaim?.();
+              await warmup?.();
+            }
+          : undefined;
       const began = performance.now();
       try {
         await warm?.();
