@@ -461,7 +461,17 @@ export class Upload {
     }
   }
 
+  /**
+   * After a failed append or commit: gives the claim back if the record still holds it.
+   * Re-reads first, because on a driver without enforced compare-and-swap a blind write
+   * of our (possibly stale) copy could roll back another writer's progress.
+   */
   private async releaseClaim(): Promise<void> {
+    try {
+      await this.refresh({});
+    } catch {
+      return; // gone (cancelled) or unreadable: nothing to release
+    }
     if (this.record.claim?.owner !== this.owner) return;
     await this.swap({ ...this.record, claim: null }, undefined).catch(() => undefined);
   }
