@@ -55,7 +55,10 @@ export type DriverKind = 'memory' | 'fs' | 'pvc' | 's3' | 'azure';
 
 /** One raw baseline. `write`/`read` are absent where that baseline has no such half. */
 export interface RawIO {
+  /** Which baseline (`driver`, `FileHandle`, `SDK PutObject`…); task labels come from `rawName`. */
   label: string;
+  /** What each half is called in tables, when not `<label> <write|read|list>`. */
+  names?: { write?: string; read?: string; list?: string };
   /** Shown with ratios: what the baseline is. */
   description: string;
   write?(key: string, bytes: Uint8Array): Promise<void>;
@@ -201,6 +204,7 @@ function s3Raw(access: S3Access): RawIO[] {
   return [
     {
       label: 'SDK PutObject',
+      names: { write: 'SDK PutObject', read: 'SDK GetObject', list: 'SDK ListObjectsV2' },
       description: 'AWS SDK PutObject (one request) / GetObject, no hashing',
       async write(name, bytes) {
         await client.send(
@@ -233,6 +237,7 @@ function s3Raw(access: S3Access): RawIO[] {
     },
     {
       label: 'SDK multipart',
+      names: { write: `SDK multipart (${RAW_PART_SIZE / MiB} MiB × ${RAW_CONCURRENCY})` },
       description: `AWS SDK multipart upload, ${RAW_PART_SIZE / MiB} MiB parts, ${RAW_CONCURRENCY} in flight (as lib-storage Upload)`,
       async write(name, bytes) {
         if (bytes.byteLength <= RAW_PART_SIZE) {
@@ -291,6 +296,11 @@ function azureRaw(container: ContainerClient, prefix: string): RawIO {
   const blob = (name: string) => container.getBlockBlobClient(`${prefix}bench-raw/${name}`);
   return {
     label: 'SDK uploadStream',
+    names: {
+      write: `SDK uploadStream (${RAW_PART_SIZE / MiB} MiB × ${RAW_CONCURRENCY})`,
+      read: 'SDK download',
+      list: 'SDK listBlobsFlat',
+    },
     description: `Azure SDK uploadStream (${RAW_PART_SIZE / MiB} MiB blocks, ${RAW_CONCURRENCY} in flight) / download, no hashing`,
     async write(name, bytes) {
       const chunks = function* () {
@@ -366,6 +376,7 @@ async function posixBackend(kind: 'fs' | 'pvc', root: string, url: string, name:
   if (objectPath) {
     raw.push({
       label: 'readdir',
+      names: { list: 'readdir' },
       description: 'readdir of the directory holding the keys',
       async delete() {},
       async list(prefix) {
@@ -578,6 +589,11 @@ export async function matrixBackends(context: BackendContext, system: boolean): 
     backends.push(await s3Backend(rgw, context, false));
   }
   return backends;
+}
+
+/** Table name of one half of a raw baseline, e.g. `SDK GetObject`, `driver read`. */
+export function rawName(raw: RawIO, op: 'write' | 'read' | 'list'): string {
+  return raw.names?.[op] ?? `${raw.label} ${op}`;
 }
 
 export async function makeWorkDir(): Promise<string> {

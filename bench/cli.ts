@@ -156,6 +156,8 @@ export async function bench(args: string[]): Promise<number> {
   const interrupt = () => process.exit(130);
   process.once('SIGINT', interrupt);
   process.once('SIGTERM', interrupt);
+  const json = options.json;
+  if (json) options.onGroup = (partial) => writeOut(json, `${JSON.stringify(partial, null, 2)}\n`);
   const { report, errors } = await runBench(options).finally(() => {
     process.off('SIGINT', interrupt);
     process.off('SIGTERM', interrupt);

@@ -57,6 +57,8 @@ export interface BenchOptionsEntry {
 
 export interface BenchReport {
   schema: typeof SCHEMA;
+  /** false in the file written after each group while the run goes on. */
+  complete: boolean;
   /** ISO time the run started and ended. */
   started: string;
   finished: string;

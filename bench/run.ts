@@ -44,6 +44,8 @@ export interface RunOptions extends Omit<BenchOptionsEntry, 'scenarios'> {
   argv: string[];
   /** Where notes about the run's progress go (stderr by default). */
   log?: (line: string) => void;
+  /** After each group, the report so far (`complete: false`). */
+  onGroup?: (partial: BenchReport) => Promise<void>;
 }
 
 export interface RunOutcome {
@@ -84,6 +86,39 @@ export async function runBench(options: RunOptions): Promise<RunOutcome> {
   try {
     backends = await openBackends(options, context);
     const machine = await machineInfo(workDir);
+    const assemble = (complete: boolean): BenchReport => ({
+      schema: SCHEMA,
+      complete,
+      started: started.toISOString(),
+      finished: new Date().toISOString(),
+      blobcore: version(),
+      argv: options.argv,
+      options: {
+        quick: options.quick,
+        rounds: options.rounds,
+        sizes: options.sizes,
+        uploadSize: options.uploadSize,
+        concurrency: options.concurrency,
+        smallOps: options.smallOps,
+        listKeys: options.listKeys,
+        rssSize: options.rssSize,
+        gcSizes: options.gcSizes,
+        gcManifests: options.gcManifests,
+        peers: options.peers,
+        scenarios: [...options.scenarios],
+      },
+      machine,
+      backends: backends.map((b) => ({
+        name: b.name,
+        driver: b.kind,
+        url: b.url,
+        ...(b.server ? { server: b.server } : {}),
+        ...(b.durability ? { durability: b.durability } : {}),
+      })),
+      results: entries,
+      checks: evaluateChecks(specs, results),
+      notes,
+    });
     const groups: { backend: Backend | undefined; group: Group }[] = [];
     const peerRoot = join(workDir, 'peers');
     for (const backend of backends) {
@@ -201,41 +236,12 @@ export async function runBench(options: RunOptions): Promise<RunOutcome> {
         options.log?.(`blobcore bench: ${message}`);
       }
       options.log?.(`  ${group.id} done in ${((performance.now() - began) / 1000).toFixed(1)} s`);
+      // What is measured so far, for a run that might not finish (a server that hangs).
+      await options.onGroup?.(assemble(false));
     }
     progress.done();
     machine.load.end = os.loadavg().map((n) => Number(n.toFixed(2)));
-    const report: BenchReport = {
-      schema: SCHEMA,
-      started: started.toISOString(),
-      finished: new Date().toISOString(),
-      blobcore: version(),
-      argv: options.argv,
-      options: {
-        quick: options.quick,
-        rounds: options.rounds,
-        sizes: options.sizes,
-        uploadSize: options.uploadSize,
-        concurrency: options.concurrency,
-        smallOps: options.smallOps,
-        listKeys: options.listKeys,
-        rssSize: options.rssSize,
-        gcSizes: options.gcSizes,
-        gcManifests: options.gcManifests,
-        peers: options.peers,
-        scenarios: [...options.scenarios],
-      },
-      machine,
-      backends: backends.map((b) => ({
-        name: b.name,
-        driver: b.kind,
-        url: b.url,
-        ...(b.server ? { server: b.server } : {}),
-        ...(b.durability ? { durability: b.durability } : {}),
-      })),
-      results: entries,
-      checks: evaluateChecks(specs, results),
-      notes,
-    };
+    const report = assemble(true);
     return { report, errors };
   } finally {
     for (const backend of backends.reverse()) await backend.close().catch(() => undefined);

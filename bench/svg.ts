@@ -20,6 +20,12 @@ const PALETTE = [
   '#ff9da7',
   '#9c755f',
   '#bab0ac',
+  '#1b9e77',
+  '#d95f02',
+  '#7570b3',
+  '#e7298a',
+  '#66a61e',
+  '#386cb0',
 ];
 
 function escapeXml(text: string): string {
@@ -147,6 +153,7 @@ export function renderSvg(report: BenchReport): string {
   const totalHeight = height + legendRows * 16;
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${totalHeight}" viewBox="0 0 ${width} ${totalHeight}" font-family="Helvetica, Arial, sans-serif">`,
+    `<title>blobcore bench: throughput in MB/s per scenario and backend, ${escapeXml(report.started.slice(0, 10))}</title>`,
     '<style>.cat{font-size:11px;fill:#222}.val{font-size:9px;fill:#444}.tick{font-size:10px;fill:#666}.limit{font-size:11px;fill:#c00}.leg{font-size:11px;fill:#222}.title{font-size:14px;font-weight:bold}.sub{font-size:10px;fill:#555}</style>',
     `<rect width="100%" height="100%" fill="#fff"/>`,
     `<text x="12" y="20" class="title">blobcore bench — throughput, MB/s (median; whisker: min–max), ${escapeXml(report.started.slice(0, 10))}</text>`,

@@ -160,6 +160,7 @@ describe('scenarios on real stores, tiny sizes', () => {
     );
     expect(errors).toEqual([]);
     expect(report.schema).toBe(SCHEMA);
+    expect(report.complete).toBe(true);
     expect(report.backends).toEqual([{ name: 'memory', driver: 'memory', url: 'memory://bench-test' }]);
     expect(report.machine.cpu.cores).toBeGreaterThan(0);
     expect(report.machine.node).toBe(process.version);
