@@ -39,6 +39,16 @@ class FaultProxy {
     forwarded: 0,
   };
   private n = 0;
+
+  /**
+   * Restarts the fault schedule. Faults follow the request count, and how many requests
+   * an earlier test made varies with retries; without a restart, every GET of a test
+   * could land on a slot that never cuts (a flake seen once in CI).
+   */
+  restartSchedule(): void {
+    this.n = 0;
+    this.lastFaulted.clear();
+  }
   private readonly lastFaulted = new Set<string>();
   private readonly target: URL;
   readonly server = createServer((req, res) => this.handle(req, res));
@@ -244,6 +254,7 @@ describe(`s3 under injected faults (${lane.name})`, () => {
       [12 * MiB, 100 * MiB],
     ];
     let cut = 0;
+    proxy.restartSchedule();
     proxy.armed = true;
     try {
       for (const [offset, length] of ranges) {
