@@ -99,7 +99,16 @@ import {
   ownerAlive,
   parseOwnerTag,
 } from './owner.js';
-import { FileSink, isErrno, mapFsError, READ_CHUNK_BYTES, type RetryPolicy, Sys, writeBody } from './sys.js';
+import {
+  EARLY_SYNC_BYTES,
+  FileSink,
+  isErrno,
+  mapFsError,
+  READ_CHUNK_BYTES,
+  type RetryPolicy,
+  Sys,
+  writeBody,
+} from './sys.js';
 
 export type Durability = 'none' | 'data' | 'full';
 export const DURABILITIES: readonly Durability[] = ['none', 'data', 'full'];
@@ -619,6 +628,11 @@ export class PosixDriver implements Driver {
     }
   }
 
+  /** Background-sync step for a streamed write: only when the write will be synced anyway. */
+  private earlySyncBytes(): number | undefined {
+    return this.durability === 'none' ? undefined : EARLY_SYNC_BYTES;
+  }
+
   private async syncFile(handle: FileHandle): Promise<void> {
     if (this.durability === 'full') {
       await handle.sync();
@@ -817,31 +831,44 @@ export class PosixDriver implements Driver {
     }
   }
 
+  /**
+   * A read stream over [start, end) that keeps the next chunk's read in flight while the
+   * consumer handles the current one: the read runs on the thread pool while the main
+   * thread hashes, so a verified get costs about the hashing alone (measured 1.1 GB/s
+   * against 0.65 GB/s reading only when asked).
+   */
   private rangeStream(handle: FileHandle, start: number, end: number, key: string): Readable {
     let position = start;
+    let ahead: Promise<Buffer> | undefined;
     const fail = (error: unknown) => this.fail(error, `read ${key}`);
+    const readNext = (): Promise<Buffer> | undefined => {
+      const want = Math.min(READ_CHUNK_BYTES, end - position);
+      if (want <= 0) return undefined;
+      const chunk = readChunk(handle, position, want, key);
+      chunk.catch(() => {}); // observed when it is taken, or dropped with the stream
+      position += want;
+      return chunk;
+    };
     return new Readable({
       highWaterMark: READ_CHUNK_BYTES,
       read() {
-        const want = Math.min(READ_CHUNK_BYTES, end - position);
-        if (want <= 0) {
+        const current = ahead ?? readNext();
+        ahead = undefined;
+        if (current === undefined) {
           this.push(null);
           return;
         }
-        const buffer = Buffer.allocUnsafe(want);
-        handle.read(buffer, 0, want, position).then(
-          ({ bytesRead }) => {
-            if (bytesRead === 0) {
-              this.destroy(blobError('UNAVAILABLE', `read ${key}: object shrank while reading`));
-              return;
-            }
-            position += bytesRead;
-            this.push(bytesRead === want ? buffer : buffer.subarray(0, bytesRead));
+        current.then(
+          (buffer) => {
+            if (this.destroyed) return;
+            ahead = readNext(); // before the push: the consumer works while this reads
+            this.push(buffer);
           },
           (error: unknown) => this.destroy(fail(error)),
         );
       },
       destroy(error, callback) {
+        // FileHandle.close waits for a read still in flight (the one read ahead).
         handle.close().then(
           () => callback(error),
           () => callback(error),
@@ -863,7 +890,12 @@ export class PosixDriver implements Driver {
       await this.admit(declared ?? 0);
       temp = await this.createTemp();
       tempPresent = true;
-      const sink = new FileSink(temp.handle as FileHandle, 0, this.reserveProgress(declared !== undefined));
+      const sink = new FileSink(
+        temp.handle as FileHandle,
+        0,
+        this.reserveProgress(declared !== undefined),
+        this.earlySyncBytes(),
+      );
       const size = await writeBody(sink, body, options.signal);
       const handle = temp.handle as FileHandle;
       temp.handle = undefined;
@@ -1514,4 +1546,16 @@ export function withExtras(guarded: Driver, inner: PosixDriver): PosixDriverHand
     stats: () => inner.stats(),
     objectPath: (key: string) => inner.objectPath(validateKey(key)),
   });
+}
+
+/** Reads exactly `want` bytes at `position`, across short reads; a file that ends early is an error. */
+async function readChunk(handle: FileHandle, position: number, want: number, key: string): Promise<Buffer> {
+  const buffer = Buffer.allocUnsafe(want);
+  let filled = 0;
+  while (filled < want) {
+    const { bytesRead } = await handle.read(buffer, filled, want - filled, position + filled);
+    if (bytesRead === 0) throw blobError('UNAVAILABLE', `read ${key}: object shrank while reading`);
+    filled += bytesRead;
+  }
+  return buffer;
 }

@@ -8,7 +8,9 @@
  *   ESTALE/EAGAIN/EBUSY/ETIMEDOUT with exponential backoff (network filesystems report
  *   these transiently), the fs driver does not retry.
  * - `FileSink` writes a body into a file at a position with large batched `writev` calls,
- *   one write in flight while the next batch is gathered, short writes resumed.
+ *   one write in flight while the next batch is gathered, short writes resumed; for a
+ *   durable write it starts `fdatasync` in the background as the file grows, so the disk
+ *   flushes while the caller hashes and the final fsync has only the tail left.
  */
 import { randomInt } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
@@ -21,6 +23,16 @@ import { abortedError, BlobcoreError, blobError, throwIfAborted } from '../../sr
 export const WRITE_BATCH_BYTES = 1024 * 1024;
 /** Read chunk and stream high-water mark. */
 export const READ_CHUNK_BYTES = 1024 * 1024;
+/**
+ * A durable write starts a background `fdatasync` each time this many more bytes have
+ * been written. Without it the whole file is flushed by the final fsync, after the last
+ * byte is hashed, and a 256 MiB put waits ~180 ms for the disk with nothing to overlap;
+ * measured with 16 MiB steps the durable write keeps up with hashing (0.85–0.95× of
+ * sha256 alone, against 0.6× with one fsync at the end).
+ */
+export const EARLY_SYNC_BYTES = 16 * 1024 * 1024;
+/** An in-memory body is written in slices of this size (views, no copy). */
+const BODY_SLICE_BYTES = 4 * 1024 * 1024;
 
 export function errnoCode(error: unknown): string | undefined {
   if (typeof error === 'object' && error !== null && 'code' in error) {
@@ -206,12 +218,17 @@ async function writeAll(handle: FileHandle, chunks: Uint8Array[], position: numb
 /**
  * Streams a body into a file. Chunks are batched by reference (no copy) into `writev`
  * calls of about WRITE_BATCH_BYTES; one batch is written while the next is gathered.
- * Every write's failure is observed: `finish()` or `settle()` must be called.
+ * With `syncEvery`, an `fdatasync` runs in the background each time that many more bytes
+ * are on disk (one at a time); its failure fails the write like a write error would.
+ * Every write's and sync's failure is observed: `finish()` or `settle()` must be called.
  */
 export class FileSink {
   private batch: Uint8Array[] = [];
   private batchBytes = 0;
   private inflight: Promise<void> | undefined;
+  private syncing: Promise<void> | undefined;
+  private syncError: { error: unknown } | undefined;
+  private syncedUpTo = 0;
   private position: number;
   written = 0;
 
@@ -219,6 +236,7 @@ export class FileSink {
     private readonly handle: FileHandle,
     start: number,
     private readonly onProgress?: (written: number) => Promise<void> | void,
+    private readonly syncEvery?: number,
   ) {
     this.position = start;
   }
@@ -232,11 +250,13 @@ export class FileSink {
 
   private async flush(): Promise<void> {
     if (this.batchBytes === 0) return;
+    if (this.syncError) throw this.syncError.error; // the disk already failed: stop writing
     const chunks = this.batch;
     const bytes = this.batchBytes;
     this.batch = [];
     this.batchBytes = 0;
     if (this.inflight) await this.inflight;
+    this.syncInBackground();
     const at = this.position;
     this.position += bytes;
     this.written += bytes;
@@ -246,20 +266,44 @@ export class FileSink {
     if (this.onProgress) await this.onProgress(this.written);
   }
 
-  /** Writes what is left and waits for every write. */
+  /** Starts an fdatasync of what is written so far, when enough is new and none runs. */
+  private syncInBackground(): void {
+    if (this.syncEvery === undefined || this.syncing) return;
+    const onDisk = this.written; // every write before the one about to start has completed
+    if (onDisk - this.syncedUpTo < this.syncEvery) return;
+    this.syncedUpTo = onDisk;
+    const sync = this.handle.datasync().then(
+      () => {
+        if (this.syncing === sync) this.syncing = undefined;
+      },
+      (error: unknown) => {
+        this.syncError ??= { error }; // kept until `finish()` rethrows it
+      },
+    );
+    this.syncing = sync;
+  }
+
+  /** Writes what is left and waits for every write and background sync. */
   async finish(): Promise<number> {
     await this.flush();
     const last = this.inflight;
     this.inflight = undefined;
     if (last) await last;
+    const sync = this.syncing;
+    this.syncing = undefined;
+    if (sync) await sync;
+    if (this.syncError) throw this.syncError.error;
     return this.written;
   }
 
-  /** Waits for a write still in flight after a failure, ignoring its outcome. */
+  /** Waits for a write or sync still in flight after a failure, ignoring its outcome. */
   async settle(): Promise<void> {
     const last = this.inflight;
+    const sync = this.syncing;
     this.inflight = undefined;
+    this.syncing = undefined;
     if (last) await last.catch(() => {});
+    if (sync) await sync.catch(() => {});
   }
 }
 
@@ -275,8 +319,12 @@ export async function writeBody(
 ): Promise<number> {
   try {
     throwIfAborted(signal);
-    if (body instanceof Uint8Array) await sink.add(body);
-    else await pump(sink, body, signal);
+    if (body instanceof Uint8Array) {
+      // In slices, so a large in-memory body still gets its background syncs.
+      for (let at = 0; at < body.byteLength; at += BODY_SLICE_BYTES) {
+        await sink.add(body.subarray(at, Math.min(at + BODY_SLICE_BYTES, body.byteLength)));
+      }
+    } else await pump(sink, body, signal);
     throwIfAborted(signal);
     return await sink.finish();
   } catch (error) {

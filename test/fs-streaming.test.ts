@@ -1,0 +1,129 @@
+/**
+ * The fs driver's streaming paths: background syncs of a durable write (FileSink) and
+ * the read-ahead of a read stream. Throughput is measured in bench/; these tests pin the
+ * behaviour those speed-ups must keep: the bytes, the order, and every failure surfaced.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, truncateSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createFsDriver } from '../drivers/fs/index.js';
+import { FileSink, writeBody } from '../drivers/fs/sys.js';
+import { MiB, rejectsCode } from './fixtures/fs-harness/helpers.js';
+
+const scratch = mkdtempSync(join(tmpdir(), 'blobcore-fs-streaming-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** A FileHandle stand-in recording writes and syncs; `datasync` can be made to fail. */
+function fakeHandle(options: { failSync?: boolean } = {}) {
+  const file = Buffer.alloc(64 * MiB);
+  const events: string[] = [];
+  let size = 0;
+  const put = (chunk: Uint8Array, at: number) => {
+    file.set(chunk, at);
+    size = Math.max(size, at + chunk.byteLength);
+  };
+  const handle = {
+    async write(chunk: Uint8Array, offset: number, length: number, at: number) {
+      put(chunk.subarray(offset, offset + length), at);
+      events.push(`write ${at}`);
+      return { bytesWritten: length };
+    },
+    async writev(chunks: Uint8Array[], at: number) {
+      let bytes = 0;
+      for (const chunk of chunks) {
+        put(chunk, at + bytes);
+        bytes += chunk.byteLength;
+      }
+      events.push(`write ${at}`);
+      return { bytesWritten: bytes };
+    },
+    async datasync() {
+      events.push(`sync ${size}`);
+      if (options.failSync) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+    },
+  };
+  return { handle: handle as unknown as FileHandle, events, bytes: () => file.subarray(0, size) };
+}
+
+describe('FileSink background syncs', () => {
+  it('a durable write syncs as it grows, one sync at a time, and the bytes land in order', async () => {
+    const fake = fakeHandle();
+    const body = randomBytes(40 * MiB);
+    const written = await writeBody(new FileSink(fake.handle, 0, undefined, 8 * MiB), body, undefined);
+    expect(written).toBe(body.byteLength);
+    expect(fake.bytes().equals(body)).toBe(true);
+    const syncs = fake.events.filter((e) => e.startsWith('sync'));
+    expect(syncs.length).toBeGreaterThanOrEqual(3); // 40 MiB in 8 MiB steps, none overlapping
+    // Each sync starts once at least another step has been written since the last one.
+    const points = syncs.map((e) => Number(e.split(' ')[1]));
+    for (let i = 1; i < points.length; i++) {
+      expect((points[i] as number) - (points[i - 1] as number)).toBeGreaterThanOrEqual(8 * MiB);
+    }
+  });
+
+  it('without a step (durability none) it never syncs', async () => {
+    const fake = fakeHandle();
+    await writeBody(new FileSink(fake.handle, 0), randomBytes(20 * MiB), undefined);
+    expect(fake.events.some((e) => e.startsWith('sync'))).toBe(false);
+  });
+
+  it('a failed background sync fails the write', async () => {
+    const fake = fakeHandle({ failSync: true });
+    const sink = new FileSink(fake.handle, 0, undefined, 4 * MiB);
+    await expect(writeBody(sink, randomBytes(16 * MiB), undefined)).rejects.toMatchObject({ code: 'EIO' });
+  });
+});
+
+describe('fs read stream read-ahead', () => {
+  const driver = createFsDriver({ root: join(scratch, 'store'), durability: 'none' });
+
+  it('returns the exact bytes of a multi-chunk object, and of ranges across chunk edges', async () => {
+    const body = randomBytes(5 * MiB + 123);
+    await driver.write('ra/whole', body);
+    const whole = Buffer.concat(await (await driver.read('ra/whole')).toArray());
+    expect(createHash('sha256').update(whole).digest('hex')).toBe(
+      createHash('sha256').update(body).digest('hex'),
+    );
+    const range = Buffer.concat(
+      await (await driver.read('ra/whole', { offset: MiB - 7, length: 2 * MiB + 14 })).toArray(),
+    );
+    expect(range.equals(body.subarray(MiB - 7, 3 * MiB + 7))).toBe(true);
+  });
+
+  it('an object that shrinks while read fails the stream with UNAVAILABLE, never a short clean end', async () => {
+    await driver.write('ra/shrinks', randomBytes(6 * MiB));
+    const stream = await driver.read('ra/shrinks');
+    const iterator = stream[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    expect((first.value as Buffer).byteLength).toBe(MiB);
+    truncateSync(join(scratch, 'store/v1/objects/ra,/shrinks'), 10);
+    const drained = (async () => {
+      for (;;) if ((await iterator.next()).done) return;
+    })();
+    await rejectsCode(drained, 'UNAVAILABLE');
+  });
+
+  it('destroying a stream with a read ahead in flight closes the file and raises nothing', async () => {
+    await driver.write('ra/dropped', randomBytes(4 * MiB));
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      for (let i = 0; i < 20; i++) {
+        const stream = await driver.read('ra/dropped');
+        await new Promise<void>((resolve) => stream.once('data', () => resolve()));
+        const closed = new Promise<void>((resolve) => stream.once('close', () => resolve()));
+        stream.destroy();
+        await closed;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+    expect(unhandled).toEqual([]);
+    expect(await driver.delete('ra/dropped')).toBe(true);
+  });
+});
