@@ -70,6 +70,21 @@ export async function readIndexRecord(
   }
 }
 
+/**
+ * The index of `digest`, referenced (touched, re-read) when it is stored; null when not.
+ * A miss costs one read and no write: nothing can sweep a digest that is not stored, and
+ * a caller that goes on to store it meets any copy published meanwhile in `publishIndex`,
+ * which references that one. Only a hit pays for the touch, as the protocol requires.
+ */
+export async function findBlob(
+  driver: Driver,
+  digest: string,
+  options: SignalOptions = {},
+): Promise<BlobIndex | null> {
+  if ((await readIndex(driver, digest, options)) === null) return null;
+  return referenceBlob(driver, digest, options);
+}
+
 /** Touches, then reads the index: the pusher's half of the liveness protocol. Null if gone. */
 export async function referenceBlob(
   driver: Driver,

@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
-import { type BlobIndex, publishIndex, readIndex, referenceBlob } from './blob-index.js';
+import { type BlobIndex, findBlob, publishIndex, readIndex } from './blob-index.js';
 import { collectBody } from './bytes.js';
 import { type Digest, type DigestAlgorithm, formatDigest, parseDigest } from './digest.js';
 import type { Body, Driver, SignalOptions } from './driver.js';
@@ -141,7 +141,7 @@ export class BlobStore {
       }
     }
     if (expected) {
-      const existing = await referenceBlob(this.driver, expected.value, options);
+      const existing = await findBlob(this.driver, expected.value, options);
       if (existing) return this.confirmDuplicate(source, expected, existing, options);
     }
     return this.writeVerified(source, expected, options.size, options.signal);
@@ -154,10 +154,10 @@ export class BlobStore {
     size: number,
     signal?: AbortSignal,
   ): Promise<PutResult> {
-    const existing = await referenceBlob(this.driver, digest.value, { signal });
+    const existing = await findBlob(this.driver, digest.value, { signal });
     if (existing) return { digest: digest.value, size: existing.size, deduplicated: true };
     const dataKey = newDataKey();
-    await this.driver.write(dataKey, bytes, { size, signal });
+    await this.driver.write(dataKey, bytes, this.dataWriteOptions(size, signal));
     return this.commitData(digest.value, size, dataKey, signal);
   }
 
@@ -212,7 +212,7 @@ export class BlobStore {
     const tap = new HashTap([hash]);
     const dataKey = newDataKey();
     const chunks = source instanceof Uint8Array ? sliceBytes(source) : source;
-    await this.driver.write(dataKey, tap.wrap(chunks), { size, signal });
+    await this.driver.write(dataKey, tap.wrap(chunks), this.dataWriteOptions(size, signal));
     const written = tap.finish();
     const digest = formatDigest(algorithm, hash.digest());
     try {
@@ -222,6 +222,18 @@ export class BlobStore {
       throw error;
     }
     return this.commitData(digest, written, dataKey, signal);
+  }
+
+  /**
+   * Data keys are fresh random names, so their writes are create-only where the backend
+   * enforces that for free: a (vanishingly unlikely) name collision fails instead of
+   * overwriting, and the fs driver publishes with one link() instead of taking a key lock.
+   * Where create-only would cost a look-up first (no conditional writes), it is left out.
+   */
+  private dataWriteOptions(size: number | undefined, signal: AbortSignal | undefined) {
+    return this.driver.capabilities.conditionalWrite
+      ? { size, signal, ifNoneMatch: '*' as const }
+      : { size, signal };
   }
 
   /** Publishes verified bytes at `dataKey` under `digest`, or drops them if it exists. */

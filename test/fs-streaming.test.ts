@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createFsDriver } from '../drivers/fs/index.js';
-import { FileSink, writeBody } from '../drivers/fs/sys.js';
+import { FileSink, READ_CHUNK_BYTES, writeBody } from '../drivers/fs/sys.js';
 import { MiB, rejectsCode } from './fixtures/fs-harness/helpers.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'blobcore-fs-streaming-'));
@@ -87,18 +87,19 @@ describe('fs read stream read-ahead', () => {
     expect(createHash('sha256').update(whole).digest('hex')).toBe(
       createHash('sha256').update(body).digest('hex'),
     );
+    const edge = READ_CHUNK_BYTES;
     const range = Buffer.concat(
-      await (await driver.read('ra/whole', { offset: MiB - 7, length: 2 * MiB + 14 })).toArray(),
+      await (await driver.read('ra/whole', { offset: edge - 7, length: 2 * edge + 14 })).toArray(),
     );
-    expect(range.equals(body.subarray(MiB - 7, 3 * MiB + 7))).toBe(true);
+    expect(range.equals(body.subarray(edge - 7, 3 * edge + 7))).toBe(true);
   });
 
   it('an object that shrinks while read fails the stream with UNAVAILABLE, never a short clean end', async () => {
-    await driver.write('ra/shrinks', randomBytes(6 * MiB));
+    await driver.write('ra/shrinks', randomBytes(8 * READ_CHUNK_BYTES));
     const stream = await driver.read('ra/shrinks');
     const iterator = stream[Symbol.asyncIterator]();
     const first = await iterator.next();
-    expect((first.value as Buffer).byteLength).toBe(MiB);
+    expect((first.value as Buffer).byteLength).toBe(READ_CHUNK_BYTES);
     truncateSync(join(scratch, 'store/v1/objects/ra,/shrinks'), 10);
     const drained = (async () => {
       for (;;) if ((await iterator.next()).done) return;

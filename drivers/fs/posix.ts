@@ -99,6 +99,7 @@ import {
   ownerAlive,
   parseOwnerTag,
 } from './owner.js';
+import { DirPruner } from './pruner.js';
 import {
   EARLY_SYNC_BYTES,
   FileSink,
@@ -333,6 +334,7 @@ export class PosixDriver implements Driver {
   private readonly chmodFiles: boolean;
   private readonly locks: KeyLocks;
   private readonly refresher: LeaseRefresher;
+  private readonly pruner = new DirPruner((dir) => this.pruneUpward(dir));
   private layoutError: unknown;
   private layoutReady = false;
   private statfsCache: { at: number; avail: number; capacity: number; pending: number } | undefined;
@@ -928,7 +930,7 @@ export class PosixDriver implements Driver {
       });
       if (removed) {
         if (this.durability === 'full') await this.syncDir(parentOf(path));
-        await this.prune(parentOf(path));
+        this.pruner.note(parentOf(path));
       }
       return removed;
     } catch (error) {
@@ -937,7 +939,7 @@ export class PosixDriver implements Driver {
   }
 
   /** Removes empty directories upward from `dir`; a writer racing it recreates what it needs. */
-  private async prune(dir: string): Promise<void> {
+  private async pruneUpward(dir: string): Promise<void> {
     let current = dir;
     while (current.length > this.objectsDir.length && current.startsWith(`${this.objectsDir}/`)) {
       try {
@@ -1506,6 +1508,7 @@ export class PosixDriver implements Driver {
 
   async close(): Promise<void> {
     this.refresher.close();
+    await this.pruner.flush();
   }
 }
 

@@ -22,7 +22,7 @@ import { abortedError, BlobcoreError, blobError, throwIfAborted } from '../../sr
 /** Batch size for body writes: chunks are gathered (not copied) up to this many bytes per `writev`. */
 export const WRITE_BATCH_BYTES = 1024 * 1024;
 /** Read chunk and stream high-water mark. */
-export const READ_CHUNK_BYTES = 1024 * 1024;
+export const READ_CHUNK_BYTES = 256 * 1024;
 /**
  * A durable write starts a background `fdatasync` each time this many more bytes have
  * been written. Without it the whole file is flushed by the final fsync, after the last
