@@ -112,7 +112,7 @@ export function benchOptions(args: string[]): RunOptions & { json?: string; svg?
       if (!Number.isSafeInteger(n) || n < 1) throw new Error(`bad concurrency "${c}"`);
       return n;
     }) ?? [1, 8],
-    smallOps: values['small-ops'] ? parseCount(values['small-ops']) : quick ? 100 : 1000,
+    smallOps: values['small-ops'] ? parseCount(values['small-ops']) : quick ? 100 : 10_000,
     listKeys: values['list-keys'] ? parseCount(values['list-keys']) : quick ? 2000 : 10_000,
     rssSize: values['rss-size'] !== undefined ? parseSize(values['rss-size']) : quick ? 0 : 1024 * MiB,
     gcSizes: list(values['gc-sizes'], parseCount) ?? (quick ? [5000] : [10_000, 50_000, 100_000]),
