@@ -48,6 +48,7 @@
  *   BLOB_UPLOAD_UNKNOWN), then the staged parts and tail objects.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { publishIndex, referenceBlob } from './blob-index.js';
 import { type DigestAlgorithm, formatDigest, parseDigest } from './digest.js';
 import type { Body, Driver, MultipartHandle, PartHold, PartRef, SignalOptions } from './driver.js';
@@ -57,6 +58,10 @@ import { isUploadId, newDataKey, newUploadId, tailKey, uploadPrefix, uploadState
 import { listAll, readRecord, swapRecord } from './records.js';
 import { ByteReader } from './stream/byte-reader.js';
 import { HashTap, sliceBytes } from './stream/hashing.js';
+
+/** Tries of a held part write that found its range claimed, and the first pause between them. */
+const HOLD_ATTEMPTS = 6;
+const HOLD_BACKOFF_MS = 4;
 
 export interface StoreCounters {
   /** Bytes read back from the backend to rebuild a digest the hash state could not give. */
@@ -502,7 +507,9 @@ export class Upload {
     const pending = tailSize(record);
     const tap = new HashTap(hasher ? [hasher] : []);
     const driver = this.driver;
+    let pulled = false;
     async function* partBody(): AsyncGenerator<Uint8Array> {
+      pulled = true;
       for (const tail of record.tail) yield* await driver.read(tail.key, { signal });
       yield* tap.wrap(piece.bytes);
     }
@@ -540,17 +547,30 @@ export class Upload {
           after: finish,
         }
       : undefined;
+    const body = partBody();
     let ref: PartRef;
-    try {
-      ref = await driver.uploadPart(multipart, partNumber, record.offset - pending, partBody(), size, {
-        signal,
-        hold,
-      });
-    } catch (error) {
-      // Under a hold, PRECONDITION_FAILED means another writer holds the range right now.
-      if (held && isBlobcoreError(error, 'PRECONDITION_FAILED'))
-        throw rangeInvalid(this.record, 'another writer is appending', true);
-      throw error;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        ref = await driver.uploadPart(multipart, partNumber, record.offset - pending, body, size, {
+          signal,
+          hold,
+        });
+        break;
+      } catch (error) {
+        if (!held) throw error;
+        if (isBlobcoreError(error, 'NOT_FOUND')) {
+          await this.refresh({ signal }); // cancelled or finished elsewhere: BLOB_UPLOAD_UNKNOWN
+          throw error;
+        }
+        if (!isBlobcoreError(error, 'PRECONDITION_FAILED')) throw error;
+        // Another writer holds the range. Two that claimed at the same instant both back
+        // off; retrying after a random pause (body untouched) lets one of them through,
+        // and the other then finds the record moved on. A long-held range is busy.
+        if (pulled || attempt >= HOLD_ATTEMPTS)
+          throw rangeInvalid(this.record, 'another writer is appending', true);
+        const pause = HOLD_BACKOFF_MS * 2 ** (attempt - 1) * (0.5 + Math.random());
+        await sleep(pause, undefined, { signal }).catch(() => throwIfAborted(signal));
+      }
     }
     if (!held) await finish(ref);
     for (const tail of record.tail) await this.driver.delete(tail.key).catch(() => false);
