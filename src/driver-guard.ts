@@ -14,6 +14,7 @@ import type {
   ListOptions,
   ListPage,
   MultipartHandle,
+  PartOptions,
   PartRef,
   ReadOptions,
   SignalOptions,
@@ -232,9 +233,12 @@ export function guardDriver(inner: Driver): Driver {
     createMultipart: (key, options?: SignalOptions) =>
       run(options?.signal, () => inner.createMultipart(validateKey(key), options)),
 
-    uploadPart: (handle, partNumber, offset, body, size, options?: SignalOptions): Promise<PartRef> =>
+    uploadPart: (handle, partNumber, offset, body, size, options?: PartOptions): Promise<PartRef> =>
       run(options?.signal, () => {
         checkPart(handle, partNumber);
+        if (options?.hold !== undefined && inner.capabilities.exclusiveParts !== true) {
+          throw unsupported(name, "holding a part's range while it is written (exclusiveParts)");
+        }
         checkRange('offset', offset);
         checkSize('part size', size);
         if (size > inner.limits.maxPartSize) {

@@ -95,6 +95,31 @@ export interface DriverCapabilities {
   /** Cheap second name for an object's bytes (hard link); `to` must not exist. */
   link: boolean;
   usage: boolean;
+  /**
+   * `uploadPart` accepts `hold` (see PartOptions): the driver runs the hooks while it
+   * holds the part's byte range exclusively against every other `uploadPart` and
+   * `completeMultipart` of the same upload, in any process. Absent means false; a
+   * driver without it rejects `hold` with UNSUPPORTED.
+   */
+  exclusiveParts?: boolean;
+}
+
+/**
+ * Hooks run inside a part upload, on drivers with `capabilities.exclusiveParts`, while
+ * the driver holds the part's range: `before` once the hold is taken and before any
+ * byte is written (a throw fails the call with nothing written); `after` once the part
+ * is staged and durable per the driver's durability, before the hold is released (a
+ * throw fails the call; the part stays staged under a ref nobody was given). The upload
+ * store uses them to check and swap its state record under the hold, so claiming the
+ * upload needs no record write of its own.
+ */
+export interface PartHold {
+  before(): Promise<void>;
+  after(ref: PartRef): Promise<void>;
+}
+
+export interface PartOptions extends SignalOptions {
+  hold?: PartHold | undefined;
 }
 
 export interface SignedUrlOptions extends SignalOptions {
@@ -135,7 +160,7 @@ export interface Driver {
     offset: number,
     body: Body,
     size: number,
-    options?: SignalOptions,
+    options?: PartOptions,
   ): Promise<PartRef>;
   /** Publishes the parts, in the order given, as the handle's key. Contiguous, ascending part numbers. */
   completeMultipart(

@@ -20,6 +20,16 @@
  *      next part, hashing as they stream, and swaps in the new offset, prefix digest and
  *      hash state, releasing the claim. A claim left by a crashed process expires after
  *      `uploadLeaseMs`.
+ *   3'. On drivers with `capabilities.exclusiveParts` (fs, pvc) no claim is written: the
+ *      driver holds the part's byte range against every other part write and completion,
+ *      in any process, and runs the store's hooks under that hold — before any byte is
+ *      written, the record's etag is checked (a stale copy stops with RANGE_INVALID and
+ *      the current offset); once the part is durable, the new record is swapped in. So
+ *      an append costs one state write, and no part can be staged over another between
+ *      its write and the swap that names it. A writer found holding the range is
+ *      reported as busy (RANGE_INVALID with `busy`); a crashed holder's hold is broken
+ *      by the driver (dead owner, or lease). The multipart upload itself is created and
+ *      recorded once, before the first part.
  *   Bodies of unknown length are cut into `partSize` pieces in memory (bounded).
  *   On any failure the live hasher is dropped and rebuilt from the record, so it never
  *   counts bytes the record does not.
@@ -38,15 +48,20 @@
  *   BLOB_UPLOAD_UNKNOWN), then the staged parts and tail objects.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { publishIndex, referenceBlob } from './blob-index.js';
 import { type DigestAlgorithm, formatDigest, parseDigest } from './digest.js';
-import type { Body, Driver, MultipartHandle, PartRef, SignalOptions } from './driver.js';
-import { blobError, throwIfAborted } from './errors.js';
+import type { Body, Driver, MultipartHandle, PartHold, PartRef, SignalOptions } from './driver.js';
+import { blobError, isBlobcoreError, throwIfAborted } from './errors.js';
 import { createResumableSha256, type ResumableSha256 } from './hash/index.js';
 import { isUploadId, newDataKey, newUploadId, tailKey, uploadPrefix, uploadStateKey } from './layout.js';
 import { listAll, readRecord, swapRecord } from './records.js';
 import { ByteReader } from './stream/byte-reader.js';
 import { HashTap, sliceBytes } from './stream/hashing.js';
+
+/** Tries of a held part write that found its range claimed, and the first pause between them. */
+const HOLD_ATTEMPTS = 6;
+const HOLD_BACKOFF_MS = 4;
 
 export interface StoreCounters {
   /** Bytes read back from the backend to rebuild a digest the hash state could not give. */
@@ -484,33 +499,92 @@ export class Upload {
     check: (() => Promise<void>) | undefined,
     signal: AbortSignal | undefined,
   ): Promise<void> {
-    if (this.record.claim?.owner !== this.owner) await this.claim(true, signal);
+    const held = this.driver.capabilities.exclusiveParts === true && this.record.claim?.owner !== this.owner;
+    if (!held && this.record.claim?.owner !== this.owner) await this.claim(true, signal);
+    if (held && !this.record.multipart) await this.createMultipart(signal);
     const record = this.record;
     const multipart = record.multipart as MultipartHandle;
     const pending = tailSize(record);
     const tap = new HashTap(hasher ? [hasher] : []);
     const driver = this.driver;
+    let pulled = false;
     async function* partBody(): AsyncGenerator<Uint8Array> {
+      pulled = true;
       for (const tail of record.tail) yield* await driver.read(tail.key, { signal });
       yield* tap.wrap(piece.bytes);
     }
-    const partNumber = record.nextPart;
+    // A takeover of an expired claim (its owner crashed or stalled) is counted as in claim().
+    const takeover = record.claim !== null && record.claim.owner !== this.owner;
+    const partNumber = takeover ? record.nextPart + 1 : record.nextPart;
     const size = pending + piece.size;
-    const ref = await driver.uploadPart(multipart, partNumber, record.offset - pending, partBody(), size, {
-      signal,
-    });
-    tap.finish();
-    await check?.();
-    const next: UploadRecord = {
+    const progress = (ref: PartRef): UploadRecord => ({
       ...record,
       offset: record.offset + piece.size,
       parts: [...record.parts, { partNumber: ref.partNumber, size: ref.size, etag: ref.etag }],
       nextPart: partNumber + 1,
+      takeovers: takeover ? record.takeovers + 1 : record.takeovers,
       tail: [],
-      claim: last ? null : { owner: this.owner, expires: Date.now() + this.options.uploadLeaseMs },
+      claim: last || held ? null : { owner: this.owner, expires: Date.now() + this.options.uploadLeaseMs },
+    });
+    const finish = async (ref: PartRef) => {
+      tap.finish();
+      await check?.();
+      await this.swap(this.withHash(progress(ref), hasher), signal);
     };
-    await this.swap(this.withHash(next, hasher), signal);
+    // Held: the driver holds the part's range, in every process, from `before` to the end
+    // of `after`, so the record is checked and swapped under it: a writer whose copy of the
+    // record went stale stops before writing a byte, and no one can stage over a part
+    // between its write and the record swap that names it. No claim record is written.
+    const hold: PartHold | undefined = held
+      ? {
+          before: async () => {
+            const current = await driver.stat(uploadStateKey(this.id), { signal });
+            if (current?.etag === this.etag) return;
+            this.hasher = null;
+            await this.refresh({ signal });
+            throw rangeInvalid(this.record, 'another writer changed the upload');
+          },
+          after: finish,
+        }
+      : undefined;
+    const body = partBody();
+    let ref: PartRef;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        ref = await driver.uploadPart(multipart, partNumber, record.offset - pending, body, size, {
+          signal,
+          hold,
+        });
+        break;
+      } catch (error) {
+        if (!held) throw error;
+        if (isBlobcoreError(error, 'NOT_FOUND')) {
+          await this.refresh({ signal }); // cancelled or finished elsewhere: BLOB_UPLOAD_UNKNOWN
+          throw error;
+        }
+        if (!isBlobcoreError(error, 'PRECONDITION_FAILED')) throw error;
+        // Another writer holds the range. Two that claimed at the same instant both back
+        // off; retrying after a random pause (body untouched) lets one of them through,
+        // and the other then finds the record moved on. A long-held range is busy.
+        if (pulled || attempt >= HOLD_ATTEMPTS)
+          throw rangeInvalid(this.record, 'another writer is appending', true);
+        const pause = HOLD_BACKOFF_MS * 2 ** (attempt - 1) * (0.5 + Math.random());
+        await sleep(pause, undefined, { signal }).catch(() => throwIfAborted(signal));
+      }
+    }
+    if (!held) await finish(ref);
     for (const tail of record.tail) await this.driver.delete(tail.key).catch(() => false);
+  }
+
+  /** Creates the multipart upload and records its handle (once per upload). */
+  private async createMultipart(signal: AbortSignal | undefined): Promise<void> {
+    const multipart = await this.driver.createMultipart(this.record.dataKey, { signal });
+    try {
+      await this.swap({ ...this.record, multipart }, signal);
+    } catch (error) {
+      await this.driver.abortMultipart(multipart).catch(() => {});
+      throw error;
+    }
   }
 
   async commit(options: CommitOptions): Promise<CommitResult> {

@@ -1,5 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createFsDriver } from '../drivers/fs/index.js';
 import { createMemoryDriver, MemoryBackend } from '../drivers/memory/index.js';
 import { collectBody } from '../src/bytes.js';
 import { openStore, type StoreOptions } from '../src/store.js';
@@ -303,5 +307,132 @@ describe('uploads', () => {
     expect(result.rehashedBytes).toBe(bytes.length);
     expect(b.counters.rehashedBytes).toBe(bytes.length);
     expect((await readBlob(a, result.digest)).equals(bytes)).toBe(true);
+  });
+});
+
+/**
+ * Drivers with capabilities.exclusiveParts (fs, pvc) stage a part under a hold on its
+ * range, and the store checks and swaps its state record inside that hold instead of
+ * writing a claim first: one state write per append. These are the windows that hold
+ * must close.
+ */
+describe('uploads on a driver that holds part ranges (fs)', () => {
+  const roots: string[] = [];
+  afterEach(() => {
+    for (const root of roots.splice(0)) rmSync(root, { recursive: true, force: true });
+  });
+  async function twoFsStores() {
+    const root = mkdtempSync(join(tmpdir(), 'blobcore-upload-hold-'));
+    roots.push(root);
+    const a = await openStore(createFsDriver({ root }));
+    const b = await openStore(createFsDriver({ root }));
+    return { a, b };
+  }
+
+  it('writes the state record once per append (no claim write)', async () => {
+    const { a } = await twoFsStores();
+    expect(a.driver.capabilities.exclusiveParts).toBe(true);
+    const upload = await a.uploads.start();
+    await upload.append(randomBytes(1000), { offset: 0 }); // creates the multipart upload
+    const stateKey = a.layout.uploadStateKey(upload.id);
+    const writes: string[] = [];
+    const original = a.driver.write.bind(a.driver);
+    a.driver.write = async (key, body, options) => {
+      writes.push(key);
+      return original(key, body, options);
+    };
+    try {
+      for (let i = 1; i <= 3; i++) await upload.append(randomBytes(1000), { offset: i * 1000 });
+    } finally {
+      a.driver.write = original;
+    }
+    expect(writes).toEqual([stateKey, stateKey, stateKey]);
+  });
+
+  it('a stale instance appending at an old offset is refused under the hold before writing a byte (regression)', async () => {
+    const { a, b } = await twoFsStores();
+    const x = randomBytes(300 * 1024);
+    const upload = await a.uploads.start();
+    await upload.append(x.subarray(0, 1000), { offset: 0 });
+    const stale = await b.uploads.resume(upload.id); // sees offset 1000
+    await upload.append(x.subarray(1000), { offset: 1000 }); // A moves on; B's copy is stale
+    const error = await errorOf(stale.append(randomBytes(5000), { offset: 1000 }));
+    expect(error.code).toBe('RANGE_INVALID');
+    expect(error.detail?.offset).toBe(x.length);
+    // A's part is intact: its receipt was not removed, its bytes not overwritten.
+    const result = await stale.commit({ digest: sha256(x), size: x.length });
+    expect(result.rehashedBytes).toBe(0);
+    expect((await readBlob(a, result.digest)).equals(x)).toBe(true);
+  });
+
+  it('never lets two instances both win an append at the same offset; what won is what commits', async () => {
+    // Two racing claims on one range may both back off (the driver's rule), never both proceed.
+    for (let round = 0; round < 6; round++) {
+      const size = round % 2 ? 3 * MiB : 10;
+      const { a, b } = await twoFsStores();
+      const first = await a.uploads.start();
+      await first.append(Buffer.from('head'), { offset: 0 });
+      const second = await b.uploads.resume(first.id);
+      const x = randomBytes(size);
+      const y = randomBytes(size);
+      const outcomes = await Promise.allSettled([
+        first.append(x, { offset: 4 }),
+        second.append(y, { offset: 4 }),
+      ]);
+      const won = outcomes.filter((o) => o.status === 'fulfilled');
+      expect(won.length).toBeLessThanOrEqual(1);
+      for (const o of outcomes) if (o.status === 'rejected') expect(o.reason.code).toBe('RANGE_INVALID');
+      const resumed = await a.uploads.resume(first.id);
+      let body = outcomes[0]?.status === 'fulfilled' ? x : y;
+      if (won.length === 0) {
+        expect((await resumed.status()).offset).toBe(4);
+        body = randomBytes(size);
+        await resumed.append(body, { offset: 4 });
+      }
+      const whole = Buffer.concat([Buffer.from('head'), body]);
+      const result = await resumed.commit({ digest: sha256(whole) });
+      expect(result.rehashedBytes).toBe(0);
+      expect((await readBlob(b, result.digest)).equals(whole)).toBe(true);
+    }
+  });
+
+  it('refuses a second instance while the first is writing a part (busy, offset unchanged)', async () => {
+    const { a, b } = await twoFsStores();
+    const upload = await a.uploads.start();
+    await upload.append(Buffer.from('head'), { offset: 0 });
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let started: () => void = () => {};
+    const writing = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    const x = randomBytes(MiB);
+    async function* slow() {
+      yield x.subarray(0, 1000);
+      started();
+      await gate;
+      yield x.subarray(1000);
+    }
+    const appending = upload.append(slow(), { offset: 4, size: x.length });
+    await writing;
+    const other = await b.uploads.resume(upload.id);
+    const busy = await errorOf(other.append(randomBytes(10), { offset: 4 }));
+    expect(busy.code).toBe('RANGE_INVALID');
+    expect(busy.detail).toEqual({ offset: 4, busy: true });
+    release();
+    expect((await appending).offset).toBe(4 + x.length);
+    const result = await other.commit({ digest: sha256(Buffer.concat([Buffer.from('head'), x])) });
+    expect(result.rehashedBytes).toBe(0);
+  });
+
+  it('a hold is UNSUPPORTED on a driver without exclusiveParts', async () => {
+    const store = await openStore('memory:');
+    const handle = await store.driver.createMultipart('data/aa/bb/x');
+    const hold = { before: async () => {}, after: async () => {} };
+    expect(await codeOf(store.driver.uploadPart(handle, 1, 0, Buffer.from('x'), 1, { hold }))).toBe(
+      'UNSUPPORTED',
+    );
   });
 });

@@ -43,8 +43,12 @@
  * Multipart: parts are written with pwrite at their offset into staging `data`; a writer
  * first creates a claim for its byte range, then lists the claims: if another live claim
  * overlaps it backs off with PRECONDITION_FAILED (both may back off, never both proceed),
- * then it removes receipts its range overlaps, writes, fdatasyncs (durability data/full),
- * and creates its receipt. Completion takes the seal claim (same rule), checks the
+ * then runs the caller's `hold.before` (capabilities.exclusiveParts), removes receipts its
+ * range overlaps, writes (with a background fdatasync every PART_FLUSH_BYTES, so writeback
+ * overlaps the rest of the body), creates its receipt, then fdatasyncs the data and (full)
+ * fsyncs the folder together, runs `hold.after` and only then drops its claim. (fdatasync
+ * suffices: the bytes and the size must survive, the mtime need not; completion fsyncs.)
+ * Completion takes the seal claim (same rule), checks the
  * receipts of the given parts (same etag, contiguous from 0), truncates, fsyncs, records
  * complete.json and renames `data` onto the key: O(1) in the object size. A retried
  * completion after a crash finds complete.json and the published object and succeeds.
@@ -77,6 +81,7 @@ import type {
   ListPage,
   MultipartHandle,
   ObjectStat,
+  PartOptions,
   PartRef,
   ReadOptions,
   SignalOptions,
@@ -312,6 +317,41 @@ function rangesOverlap(aStart: number, aEnd: number, bStart: number, bEnd: numbe
   return aStart < bEnd && bStart < aEnd;
 }
 
+/**
+ * Starts writeback of a part while it is still being written: after every
+ * PART_FLUSH_BYTES handed to the file, an fdatasync runs in the background (one at a
+ * time), so the final fdatasync of a large part finds little left to flush and hashing
+ * overlaps the disk. Failures are kept and rethrown by `settle()`.
+ */
+const PART_FLUSH_BYTES = 4 * 1024 * 1024;
+
+class PartFlusher {
+  private flushed = 0;
+  private inflight: Promise<void> | undefined;
+  private failure: unknown;
+
+  constructor(private readonly handle: FileHandle) {}
+
+  readonly progress = (written: number): void => {
+    if (this.inflight || written - this.flushed < PART_FLUSH_BYTES) return;
+    this.flushed = written;
+    this.inflight = this.handle.datasync().then(
+      () => {
+        this.inflight = undefined;
+      },
+      (error: unknown) => {
+        this.failure ??= error;
+        this.inflight = undefined;
+      },
+    );
+  };
+
+  async settle(): Promise<void> {
+    await this.inflight;
+    if (this.failure !== undefined) throw this.failure;
+  }
+}
+
 export class PosixDriver implements Driver {
   readonly name: string;
   readonly capabilities: DriverCapabilities;
@@ -380,6 +420,7 @@ export class PosixDriver implements Driver {
       copy: true,
       link: this.fsInfo.hardLinks,
       usage: true,
+      exclusiveParts: true,
     };
   }
 
@@ -1144,7 +1185,7 @@ export class PosixDriver implements Driver {
     offset: number,
     body: Body,
     size: number,
-    options: SignalOptions = {},
+    options: PartOptions = {},
   ): Promise<PartRef> {
     try {
       await this.ready();
@@ -1154,6 +1195,8 @@ export class PosixDriver implements Driver {
       if (!Number.isSafeInteger(end)) throw blobError('RANGE_INVALID', 'part ends past 2^53');
       const claim = await this.claim(dir, offset, end, handle.key);
       try {
+        // The claim excludes every overlapping part and the completion seal, in any process.
+        await options.hold?.before();
         // Receipts this write makes untrue go first, so a crash mid-write leaves none.
         // (Listed after our claim: any receipt made since is for a range we do not overlap.)
         for (const name of claim.names) {
@@ -1171,33 +1214,48 @@ export class PosixDriver implements Driver {
           }
           throw error;
         }
+        const etag = randomBytes(8).toString('hex');
         try {
           const before = (await data.stat()).size;
+          const flusher = this.durability === 'none' ? undefined : new PartFlusher(data);
           try {
-            await writeBody(new FileSink(data, offset), body, options.signal);
-            await this.syncFile(data);
+            await writeBody(new FileSink(data, offset, flusher?.progress), body, options.signal);
+            await flusher?.settle();
           } catch (error) {
+            await flusher?.settle().catch(() => {});
             await this.shrinkAfterFailure(data, dir, claim, before, offset);
             throw error;
           }
+          const receipt = await this.sys.open(
+            `${dir}/r.${partNumber}.${offset}.${size}.${etag}`,
+            'wx',
+            this.fileMode,
+          );
+          await receipt.close();
+          // The part's bytes (fdatasync: the size, not the mtime) and its receipt's name
+          // (directory fsync) are made durable together, in one journal commit where the
+          // filesystem batches them; both before the ref is handed out.
+          await Promise.all([
+            flusher ? this.dataSync(data) : undefined,
+            this.durability === 'full' ? this.syncDir(dir) : undefined,
+          ]);
         } finally {
           await data.close().catch(() => {});
         }
-        const etag = randomBytes(8).toString('hex');
-        const receipt = await this.sys.open(
-          `${dir}/r.${partNumber}.${offset}.${size}.${etag}`,
-          'wx',
-          this.fileMode,
-        );
-        await receipt.close();
-        if (this.durability === 'full') await this.syncDir(dir);
-        return { partNumber, size, etag };
+        const ref = { partNumber, size, etag };
+        await options.hold?.after(ref);
+        return ref;
       } finally {
         await this.releaseClaim(claim);
       }
     } catch (error) {
       throw this.fail(error, `upload part ${partNumber} for ${handle.key}`);
     }
+  }
+
+  private async dataSync(handle: FileHandle): Promise<void> {
+    await handle.datasync();
+    this.counters.fileSyncs++;
   }
 
   /**
