@@ -44,7 +44,7 @@
  * first creates a claim for its byte range, then lists the claims: if another live claim
  * overlaps it backs off with PRECONDITION_FAILED (both may back off, never both proceed),
  * then runs the caller's `hold.before` (capabilities.exclusiveParts), removes receipts its
- * range overlaps, writes (with a background fdatasync every PART_FLUSH_BYTES, so writeback
+ * range overlaps, writes (with a background fdatasync every PART_SYNC_BYTES, so writeback
  * overlaps the rest of the body), creates its receipt, then fdatasyncs the data and (full)
  * fsyncs the folder together, runs `hold.after` and only then drops its claim. (fdatasync
  * suffices: the bytes and the size must survive, the mtime need not; completion fsyncs.)
@@ -318,39 +318,11 @@ function rangesOverlap(aStart: number, aEnd: number, bStart: number, bEnd: numbe
 }
 
 /**
- * Starts writeback of a part while it is still being written: after every
- * PART_FLUSH_BYTES handed to the file, an fdatasync runs in the background (one at a
- * time), so the final fdatasync of a large part finds little left to flush and hashing
- * overlaps the disk. Failures are kept and rethrown by `settle()`.
+ * A part's background fdatasync step (FileSink `syncEvery`): smaller than a whole
+ * object's, because parts are often single 1–8 MiB chunks and the sync should start
+ * while the rest of the chunk still streams and hashes.
  */
-const PART_FLUSH_BYTES = 4 * 1024 * 1024;
-
-class PartFlusher {
-  private flushed = 0;
-  private inflight: Promise<void> | undefined;
-  private failure: unknown;
-
-  constructor(private readonly handle: FileHandle) {}
-
-  readonly progress = (written: number): void => {
-    if (this.inflight || written - this.flushed < PART_FLUSH_BYTES) return;
-    this.flushed = written;
-    this.inflight = this.handle.datasync().then(
-      () => {
-        this.inflight = undefined;
-      },
-      (error: unknown) => {
-        this.failure ??= error;
-        this.inflight = undefined;
-      },
-    );
-  };
-
-  async settle(): Promise<void> {
-    await this.inflight;
-    if (this.failure !== undefined) throw this.failure;
-  }
-}
+const PART_SYNC_BYTES = 4 * 1024 * 1024;
 
 export class PosixDriver implements Driver {
   readonly name: string;
@@ -1217,12 +1189,11 @@ export class PosixDriver implements Driver {
         const etag = randomBytes(8).toString('hex');
         try {
           const before = (await data.stat()).size;
-          const flusher = this.durability === 'none' ? undefined : new PartFlusher(data);
+          const durable = this.durability !== 'none';
           try {
-            await writeBody(new FileSink(data, offset, flusher?.progress), body, options.signal);
-            await flusher?.settle();
+            const sink = new FileSink(data, offset, undefined, durable ? PART_SYNC_BYTES : undefined);
+            await writeBody(sink, body, options.signal);
           } catch (error) {
-            await flusher?.settle().catch(() => {});
             await this.shrinkAfterFailure(data, dir, claim, before, offset);
             throw error;
           }
@@ -1236,7 +1207,7 @@ export class PosixDriver implements Driver {
           // (directory fsync) are made durable together, in one journal commit where the
           // filesystem batches them; both before the ref is handed out.
           await Promise.all([
-            flusher ? this.dataSync(data) : undefined,
+            durable ? this.dataSync(data) : undefined,
             this.durability === 'full' ? this.syncDir(dir) : undefined,
           ]);
         } finally {
