@@ -93,7 +93,10 @@ describe('repositories', () => {
     const config = blob('cfg');
     const layer = blob('layer');
     await repo.blobs.put(config.bytes);
-    const before = (await store.driver.list('')).keys;
+    // Stored objects only: checking a manifest's children touches the existing ones
+    // (liveness records, ../src/liveness.ts), which is not storing the manifest.
+    const stored = async () => (await store.driver.list('')).keys.filter((k) => !k.startsWith('touches/'));
+    const before = await stored();
     const cases: [Buffer, string, string][] = [
       [Buffer.from('{not json'), MediaTypes.ociManifest, 'MANIFEST_INVALID'],
       [imageManifest(config, []), 'application/json', 'MANIFEST_INVALID'],
@@ -122,7 +125,7 @@ describe('repositories', () => {
         repo.manifests.put(imageManifest(config, []), { mediaType: MediaTypes.ociManifest, tag: '-x' }),
       ),
     ).toBe('TAG_INVALID');
-    expect((await store.driver.list('')).keys).toEqual(before);
+    expect(await stored()).toEqual(before);
   });
 
   it('checks an index against manifests in the repository and serves referrers', async () => {
