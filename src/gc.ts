@@ -137,6 +137,9 @@ interface SingleIntent extends Candidate {
   run: string;
 }
 
+/** Repository sections whose records name roots (see `mark`). */
+const ROOT_SECTIONS = ['_manifests/', '_tags/', '_history/'];
+
 /**
  * Candidates per intent record. One durable write then covers this many blobs instead
  * of one each (a write costs a file and a directory fsync on fs), while a record stays
@@ -174,21 +177,20 @@ async function forEachLimit<T>(
 }
 
 /**
- * Every key under `prefixes`, listed in parallel: a store-wide scan (blobs/, data/) then
- * costs its slowest shard, not the sum of a serial walk over every directory.
+ * Visits every key under `prefixes`, listed in parallel: a store-wide scan (blobs/, data/)
+ * then costs its slowest shard, not the sum of a serial walk over every directory. Keys
+ * are handed over as they come (in no overall order), so a caller keeps only what it needs.
  */
-async function listShards(
+async function forEachKey(
   driver: Driver,
   prefixes: string[],
   concurrency: number,
   options: SignalOptions,
-): Promise<string[]> {
-  const shards: string[][] = prefixes.map(() => []);
-  await forEachLimit(prefixes.keys(), concurrency, async (i) => {
-    const keys = shards[i] as string[];
-    for await (const key of listAll(driver, prefixes[i] as string, options)) keys.push(key);
+  visit: (key: string, prefix: string) => void,
+): Promise<void> {
+  await forEachLimit(prefixes, concurrency, async (prefix) => {
+    for await (const key of listAll(driver, prefix, options)) visit(key, prefix);
   });
-  return shards.flat();
 }
 
 /** Lists every repository name in the catalog. */
@@ -358,32 +360,38 @@ class GarbageCollector {
     const now = Date.now();
     const roots = new Map<string, string | undefined>(); // digest → media type when known
     const revisions: ManifestRevision[] = [];
-    const repositories = await repositoryNames(this.driver, this.signal);
-    for (const name of repositories) {
-      const prefix = repositoryPrefix(name);
-      for await (const key of listAll(this.driver, `${prefix}_manifests/`, this.signal)) {
+    // Revisions, tags and tag history of every repository, listed and read in parallel.
+    // The outcome does not depend on the order: a revision sets its media type over a
+    // tag's `undefined`, and a tag never overwrites a known one.
+    const prefixes = (await repositoryNames(this.driver, this.signal)).flatMap((name) =>
+      ROOT_SECTIONS.map((section) => repositoryPrefix(name) + section),
+    );
+    const records: { key: string; revision: boolean }[] = [];
+    await forEachKey(this.driver, prefixes, this.concurrency, this.signal, (key, prefix) => {
+      records.push({ key, revision: prefix.endsWith('/_manifests/') });
+    });
+    await forEachLimit(records, this.concurrency, async ({ key, revision: isRevision }) => {
+      if (isRevision) {
         const revision = await readJsonKey<ManifestRevision>(this.driver, key, this.signal);
-        if (!revision) continue;
+        if (!revision) return;
         revisions.push(revision);
         const young = now - Date.parse(revision.created) < this.graceMs;
         if (this.options.untagged !== 'delete' || young) roots.set(revision.digest, revision.mediaType);
-      }
-      for await (const key of listAll(this.driver, `${prefix}_tags/`, this.signal)) {
-        const tag = await readJsonKey<TagRecord>(this.driver, key, this.signal);
-        if (tag && !roots.has(tag.digest)) roots.set(tag.digest, undefined);
-      }
-      for await (const key of listAll(this.driver, `${prefix}_history/`, this.signal)) {
-        const entry = await readJsonKey<{ digest: string }>(this.driver, key, this.signal);
+      } else {
+        // A tag (`_tags/`) or one of its past revisions (`_history/`): both name a digest.
+        const entry = await readJsonKey<TagRecord | { digest: string }>(this.driver, key, this.signal);
         if (entry && !roots.has(entry.digest)) roots.set(entry.digest, undefined);
       }
-    }
+    });
     for await (const key of listAll(this.driver, PINS_PREFIX, this.signal)) {
       const pin = await readJsonKey<{ digest: string; until: string }>(this.driver, key, this.signal);
       if (pin && Date.parse(pin.until) > now) this.marked.add(pin.digest);
     }
     const mediaTypes = new Map(revisions.map((r) => [r.digest, r.mediaType]));
-    for (const [digest, mediaType] of roots)
-      await this.markManifest(digest, mediaType ?? mediaTypes.get(digest));
+    // Roots in parallel; two lanes reaching one shared child both read it, harmlessly.
+    await forEachLimit(roots, this.concurrency, ([digest, mediaType]) =>
+      this.markManifest(digest, mediaType ?? mediaTypes.get(digest)),
+    );
     // Referrers of live manifests stay live, and so do theirs.
     for (let changed = true; changed; ) {
       changed = false;
@@ -434,16 +442,10 @@ class GarbageCollector {
 
   private async chooseCandidates(): Promise<Candidate[]> {
     const unmarked: string[] = [];
-    const indexKeys = await listShards(
-      this.driver,
-      digestShardPrefixes('blobs/'),
-      this.concurrency,
-      this.signal,
-    );
-    for (const key of indexKeys) {
+    await forEachKey(this.driver, digestShardPrefixes('blobs/'), this.concurrency, this.signal, (key) => {
       const digest = digestFromKey(key);
       if (!this.marked.has(digest)) unmarked.push(digest);
-    }
+    });
     const candidates: Candidate[] = [];
     const oldest = Date.now() - this.graceMs;
     let done = 0;
@@ -648,24 +650,23 @@ class GarbageCollector {
   /** Deletes bytes nothing names: data keys without an index, tails without an upload. */
   private async removeOrphans(liveUploads: Set<string>): Promise<void> {
     const referenced = new Set<string>();
-    const indexes = (
-      await listShards(this.driver, digestShardPrefixes('blobs/'), this.concurrency, this.signal)
-    ).map(digestFromKey);
-    await forEachLimit(indexes, this.concurrency, async (digest) => {
+    const stored = new Set<string>();
+    await forEachKey(this.driver, digestShardPrefixes('blobs/'), this.concurrency, this.signal, (key) => {
+      stored.add(digestFromKey(key));
+    });
+    await forEachLimit(stored, this.concurrency, async (digest) => {
       const record = await readIndexRecord(this.driver, digest, this.signal);
       if (record) referenced.add(record.data);
     });
     const oldest = Date.now() - (this.options.orphanGraceMs ?? DEFAULTS.orphanGraceMs);
-    const dataKeys = await listShards(this.driver, dataShardPrefixes(), this.concurrency, this.signal);
-    const orphans = dataKeys.filter((key) => !referenced.has(key) && !liveUploads.has(key));
-    const stored = new Set(indexes);
-    const touchKeys = await listShards(
-      this.driver,
-      digestShardPrefixes('touches/'),
-      this.concurrency,
-      this.signal,
-    );
-    orphans.push(...touchKeys.filter((key) => !stored.has(digestFromKey(key))));
+    const orphans: string[] = [];
+    await forEachKey(this.driver, dataShardPrefixes(), this.concurrency, this.signal, (key) => {
+      if (!referenced.has(key) && !liveUploads.has(key)) orphans.push(key);
+    });
+    // Touches of digests that are not stored (a refused put touches before it learns the digest is new).
+    await forEachKey(this.driver, digestShardPrefixes('touches/'), this.concurrency, this.signal, (key) => {
+      if (!stored.has(digestFromKey(key))) orphans.push(key);
+    });
     if (this.driver.sweepTemp && !this.report.dryRun) {
       this.guard();
       const olderThan = this.options.orphanGraceMs ?? DEFAULTS.orphanGraceMs;
