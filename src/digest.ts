@@ -34,6 +34,9 @@ const ALGORITHMS: Record<DigestAlgorithm, AlgorithmSpec> = {
   sha512: { hexLength: 128, multihashCode: 0x13 },
 };
 
+/** Every algorithm a digest may use: the first segment under `blobs/` and `touches/` (./layout.ts). */
+export const DIGEST_ALGORITHMS = Object.keys(ALGORITHMS) as DigestAlgorithm[];
+
 const DIGEST_PATTERN = /^(sha256|sha512):([0-9a-f]+)$/;
 
 function invalid(input: unknown, why: string): never {

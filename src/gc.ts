@@ -13,16 +13,24 @@
  *               anything is deleted (fail closed).
  *   candidates  unmarked blobs whose last liveness (commit or touch) is older than the
  *               grace period, each with the etag of its touch record at that moment.
- *   tombstone   an intent record per candidate (`gc/intents/…`): what will be swept and
- *               the touch etag it was chosen with. Then the pending records of manifest
- *               pushes in flight are read and the roots marked again; every candidate
- *               named or reached is spared.
- *   sweep       per candidate: delete the index, then re-read the touch record. If it
- *               changed, a push referenced the blob since it was chosen: put the index
- *               back. Otherwise delete the bytes, the touch record, and the repository
- *               links, revisions and referrer entries naming it (each link re-created
- *               if the blob was pushed again meanwhile). The proof that pushes and this
- *               step cannot both miss each other is in ./liveness.ts.
+ *   tombstone   one intent record per batch of up to INTENT_BATCH candidates
+ *               (`gc/intents/<run>-<n>`): what will be swept and the touch etag each was
+ *               chosen with. All are written (durably, per the driver) before any index
+ *               is deleted. Then the pending records of manifest pushes in flight are
+ *               read and the roots marked again; every candidate named or reached is
+ *               spared (it stays listed in its batch; recovery finds its index and
+ *               leaves it alone).
+ *   sweep       batch by batch, candidates in parallel: delete the index, then re-read
+ *               the touch record. If it changed, a push referenced the blob since it was
+ *               chosen: put the index back. Otherwise delete the bytes and the touch
+ *               record. A batch's intent is deleted once all its candidates are done.
+ *               Then the repository links, revisions and referrer entries naming swept
+ *               blobs go (each re-created if the blob was pushed again meanwhile). The
+ *               proof that pushes and this step cannot both miss each other is in
+ *               ./liveness.ts.
+ *   (recovery)  `intents` replays each surviving batch by the same rule, with one more
+ *               check: an index is only ever put back while its bytes still exist (a
+ *               candidate swept to the end before the crash stays swept).
  *   uploads     uploads idle longer than `uploadTtlMs` are cancelled (multipart aborted).
  *   orphans     data keys no index names (left by a crash between writing bytes and
  *               index), not held by a live upload and older than `orphanGraceMs`, are
@@ -33,13 +41,14 @@
  *               single put (default 24 hours).
  */
 import { type BlobIndex, readIndexRecord } from './blob-index.js';
-import { parseDigest } from './digest.js';
 import type { Driver, SignalOptions } from './driver.js';
 import { blobError, isBlobcoreError, throwIfAborted } from './errors.js';
 import {
   CATALOG_MARKER,
   CATALOG_PREFIX,
+  dataShardPrefixes,
   digestFromKey,
+  digestShardPrefixes,
   GC_INTENTS_PREFIX,
   GC_LOCK_KEY,
   gcIntentKey,
@@ -111,9 +120,32 @@ interface Candidate {
   touchEtag: string | null;
 }
 
-interface IntentRecord extends Candidate {
+/** A batch of candidates, written before any of them is touched (`tombstone`). */
+interface IntentBatch {
+  run: string;
+  candidates: Candidate[];
+}
+
+/** An intent batch of this run: its key and candidates. */
+interface IntentBatchRef {
+  key: string;
+  candidates: Candidate[];
+}
+
+/** What GCs before batching wrote: one record per candidate. Still replayed on recovery. */
+interface SingleIntent extends Candidate {
   run: string;
 }
+
+/** Repository sections whose records name roots (see `mark`). */
+const ROOT_SECTIONS = ['_manifests/', '_tags/', '_history/'];
+
+/**
+ * Candidates per intent record. One durable write then covers this many blobs instead
+ * of one each (a write costs a file and a directory fsync on fs), while a record stays
+ * small (~250 bytes per candidate) and a crashed run leaves little to replay.
+ */
+const INTENT_BATCH = 512;
 
 const DEFAULTS = {
   graceMs: 3_600_000,
@@ -142,6 +174,23 @@ async function forEachLimit<T>(
   };
   await Promise.all(Array.from({ length: limit }, lane));
   if (failed !== undefined) throw failed;
+}
+
+/**
+ * Visits every key under `prefixes`, listed in parallel: a store-wide scan (blobs/, data/)
+ * then costs its slowest shard, not the sum of a serial walk over every directory. Keys
+ * are handed over as they come (in no overall order), so a caller keeps only what it needs.
+ */
+async function forEachKey(
+  driver: Driver,
+  prefixes: string[],
+  concurrency: number,
+  options: SignalOptions,
+  visit: (key: string, prefix: string) => void,
+): Promise<void> {
+  await forEachLimit(prefixes, concurrency, async (prefix) => {
+    for await (const key of listAll(driver, prefix, options)) visit(key, prefix);
+  });
 }
 
 /** Lists every repository name in the catalog. */
@@ -288,8 +337,8 @@ class GarbageCollector {
       if (this.report.dryRun) candidates = (await this.stillGarbage(candidates)).sweep;
       this.report.candidates = candidates.map((c) => c.digest).sort();
       if (!this.report.dryRun) {
-        await this.phase('tombstone', () => this.tombstone(candidates));
-        await this.phase('sweep', () => this.sweep(candidates));
+        const batches = await this.phase('tombstone', () => this.tombstone(candidates));
+        await this.phase('sweep', () => this.sweep(batches));
       }
       const live = await this.phase('uploads', () => this.purgeUploads());
       await this.phase('orphans', () => this.removeOrphans(live));
@@ -311,32 +360,38 @@ class GarbageCollector {
     const now = Date.now();
     const roots = new Map<string, string | undefined>(); // digest → media type when known
     const revisions: ManifestRevision[] = [];
-    const repositories = await repositoryNames(this.driver, this.signal);
-    for (const name of repositories) {
-      const prefix = repositoryPrefix(name);
-      for await (const key of listAll(this.driver, `${prefix}_manifests/`, this.signal)) {
+    // Revisions, tags and tag history of every repository, listed and read in parallel.
+    // The outcome does not depend on the order: a revision sets its media type over a
+    // tag's `undefined`, and a tag never overwrites a known one.
+    const prefixes = (await repositoryNames(this.driver, this.signal)).flatMap((name) =>
+      ROOT_SECTIONS.map((section) => repositoryPrefix(name) + section),
+    );
+    const records: { key: string; revision: boolean }[] = [];
+    await forEachKey(this.driver, prefixes, this.concurrency, this.signal, (key, prefix) => {
+      records.push({ key, revision: prefix.endsWith('/_manifests/') });
+    });
+    await forEachLimit(records, this.concurrency, async ({ key, revision: isRevision }) => {
+      if (isRevision) {
         const revision = await readJsonKey<ManifestRevision>(this.driver, key, this.signal);
-        if (!revision) continue;
+        if (!revision) return;
         revisions.push(revision);
         const young = now - Date.parse(revision.created) < this.graceMs;
         if (this.options.untagged !== 'delete' || young) roots.set(revision.digest, revision.mediaType);
-      }
-      for await (const key of listAll(this.driver, `${prefix}_tags/`, this.signal)) {
-        const tag = await readJsonKey<TagRecord>(this.driver, key, this.signal);
-        if (tag && !roots.has(tag.digest)) roots.set(tag.digest, undefined);
-      }
-      for await (const key of listAll(this.driver, `${prefix}_history/`, this.signal)) {
-        const entry = await readJsonKey<{ digest: string }>(this.driver, key, this.signal);
+      } else {
+        // A tag (`_tags/`) or one of its past revisions (`_history/`): both name a digest.
+        const entry = await readJsonKey<TagRecord | { digest: string }>(this.driver, key, this.signal);
         if (entry && !roots.has(entry.digest)) roots.set(entry.digest, undefined);
       }
-    }
+    });
     for await (const key of listAll(this.driver, PINS_PREFIX, this.signal)) {
       const pin = await readJsonKey<{ digest: string; until: string }>(this.driver, key, this.signal);
       if (pin && Date.parse(pin.until) > now) this.marked.add(pin.digest);
     }
     const mediaTypes = new Map(revisions.map((r) => [r.digest, r.mediaType]));
-    for (const [digest, mediaType] of roots)
-      await this.markManifest(digest, mediaType ?? mediaTypes.get(digest));
+    // Roots in parallel; two lanes reaching one shared child both read it, harmlessly.
+    await forEachLimit(roots, this.concurrency, ([digest, mediaType]) =>
+      this.markManifest(digest, mediaType ?? mediaTypes.get(digest)),
+    );
     // Referrers of live manifests stay live, and so do theirs.
     for (let changed = true; changed; ) {
       changed = false;
@@ -387,10 +442,10 @@ class GarbageCollector {
 
   private async chooseCandidates(): Promise<Candidate[]> {
     const unmarked: string[] = [];
-    for await (const key of listAll(this.driver, 'blobs/', this.signal)) {
+    await forEachKey(this.driver, digestShardPrefixes('blobs/'), this.concurrency, this.signal, (key) => {
       const digest = digestFromKey(key);
       if (!this.marked.has(digest)) unmarked.push(digest);
-    }
+    });
     const candidates: Candidate[] = [];
     const oldest = Date.now() - this.graceMs;
     let done = 0;
@@ -406,15 +461,25 @@ class GarbageCollector {
     return candidates;
   }
 
-  private async tombstone(candidates: Candidate[]): Promise<void> {
+  /**
+   * Writes the intent records: every candidate is in a batch on the backend before any
+   * index is deleted, so a crash at any later point can be finished (`finishIntents`).
+   */
+  private async tombstone(candidates: Candidate[]): Promise<IntentBatchRef[]> {
+    const batches: IntentBatchRef[] = [];
+    for (let from = 0; from < candidates.length; from += INTENT_BATCH) {
+      const key = gcIntentKey(this.run_id, batches.length);
+      batches.push({ key, candidates: candidates.slice(from, from + INTENT_BATCH) });
+    }
     let done = 0;
-    await forEachLimit(candidates, this.concurrency, async (candidate) => {
+    await forEachLimit(batches, this.concurrency, async (batch) => {
       this.guard();
-      const intent: IntentRecord = { ...candidate, run: this.run_id };
-      const key = gcIntentKey(parseDigest(candidate.digest));
-      await this.driver.write(key, Buffer.from(JSON.stringify(intent)), this.signal);
-      this.progress('tombstone', ++done, candidates.length);
+      const intent: IntentBatch = { run: this.run_id, candidates: batch.candidates };
+      await this.driver.write(batch.key, Buffer.from(JSON.stringify(intent)), this.signal);
+      done += batch.candidates.length;
+      this.progress('tombstone', done, candidates.length);
     });
+    return batches;
   }
 
   /** Digests named by manifest pushes in flight (./liveness.ts); stale records are dropped. */
@@ -433,38 +498,56 @@ class GarbageCollector {
     return named;
   }
 
-  private async sweep(chosen: Candidate[]): Promise<void> {
-    const { sweep: candidates, spared } = await this.stillGarbage(chosen);
-    for (const candidate of spared) {
-      this.report.resurrected += 1;
-      await this.driver.delete(gcIntentKey(parseDigest(candidate.digest)), this.signal);
+  /**
+   * Sweeps every candidate still garbage, all batches through one bounded pool; a batch's
+   * intent is deleted as soon as its last candidate is done (spared ones need nothing).
+   */
+  private async sweep(batches: IntentBatchRef[]): Promise<void> {
+    const { sweep, spared } = await this.stillGarbage(batches.flatMap((batch) => batch.candidates));
+    this.report.resurrected += spared.length;
+    const toSweep = new Set(sweep);
+    const left = new Map<IntentBatchRef, number>();
+    const work: { batch: IntentBatchRef; candidate: Candidate }[] = [];
+    for (const batch of batches) {
+      const mine = batch.candidates.filter((candidate) => toSweep.has(candidate));
+      left.set(batch, mine.length);
+      for (const candidate of mine) work.push({ batch, candidate });
     }
+    for (const batch of batches) if (left.get(batch) === 0) await this.driver.delete(batch.key, this.signal);
     let done = 0;
-    await forEachLimit(candidates, this.concurrency, async (candidate) => {
+    await forEachLimit(work, this.concurrency, async ({ batch, candidate }) => {
       this.guard();
       await this.sweepOne(candidate);
-      this.progress('sweep', ++done, candidates.length);
+      this.progress('sweep', ++done, work.length);
+      const remaining = (left.get(batch) as number) - 1;
+      left.set(batch, remaining);
+      if (remaining === 0) await this.driver.delete(batch.key, this.signal);
     });
     if (this.swept.size > 0) await this.removeReferences();
   }
 
-  /** Deletes one blob unless a push touched it since it was chosen (then restores it). */
+  /**
+   * Deletes one blob unless a push touched it since it was chosen (then restores it).
+   * `indexGone`: replaying an intent whose index a crashed run already deleted.
+   */
   private async sweepOne(candidate: Candidate, indexGone = false): Promise<void> {
     const { digest, record } = candidate;
-    const key = indexKey(digest);
-    if (!indexGone) await this.driver.delete(key, this.signal);
+    if (!indexGone) await this.driver.delete(indexKey(digest), this.signal);
     const touch = await this.driver.stat(touchKey(digest), this.signal);
-    if ((touch?.etag ?? null) !== candidate.touchEtag) {
+    const referenced = (touch?.etag ?? null) !== candidate.touchEtag;
+    // On replay the bytes may be gone already: the crashed run swept this blob to the end
+    // and a later touch (a pusher finding no index) must not bring back an index to nothing.
+    const bytesGone = indexGone && (await this.driver.stat(record.data, this.signal)) === null;
+    if (referenced && !bytesGone) {
       await this.restore(candidate);
       this.report.resurrected += 1;
-    } else {
-      await this.driver.delete(record.data, this.signal);
-      await this.driver.delete(touchKey(digest), this.signal);
-      this.swept.add(digest);
-      this.report.swept += 1;
-      this.report.bytesFreed += record.size;
+      return;
     }
-    await this.driver.delete(gcIntentKey(parseDigest(digest)), this.signal);
+    if (await this.driver.delete(record.data, this.signal)) this.report.bytesFreed += record.size;
+    // Most blobs were never touched (a plain push): no record, nothing to delete.
+    if (touch && !referenced) await this.driver.delete(touchKey(digest), this.signal);
+    this.swept.add(digest);
+    this.report.swept += 1;
   }
 
   /** Puts a resurrected blob's index back; if a fresh copy was published meanwhile, drops ours. */
@@ -488,40 +571,55 @@ class GarbageCollector {
    * written back (a push writes its link after publishing the index).
    */
   private async removeReferences(): Promise<void> {
-    for (const name of await repositoryNames(this.driver, this.signal)) {
-      const prefix = repositoryPrefix(name);
-      for (const section of ['_blobs/', '_manifests/', '_referrers/']) {
-        for await (const key of listAll(this.driver, prefix + section, this.signal)) {
-          const last = key.slice(key.lastIndexOf('/') + 1);
-          const digest = section === '_referrers/' ? last.replace('-', ':') : digestFromKey(key);
-          if (!this.swept.has(digest)) continue;
-          this.guard();
-          const entry = await readJsonKey<unknown>(this.driver, key, this.signal);
-          await this.driver.delete(key, this.signal);
-          if (entry !== null && (await this.driver.stat(indexKey(digest), this.signal))) {
-            await this.driver.write(key, Buffer.from(JSON.stringify(entry)), this.signal);
-          }
-        }
+    const sections = ['_blobs/', '_manifests/', '_referrers/'];
+    const prefixes = (await repositoryNames(this.driver, this.signal)).flatMap((name) =>
+      sections.map((section) => repositoryPrefix(name) + section),
+    );
+    const stale: { key: string; digest: string }[] = [];
+    await forEachLimit(prefixes, this.concurrency, async (prefix) => {
+      const referrers = prefix.endsWith('/_referrers/');
+      for await (const key of listAll(this.driver, prefix, this.signal)) {
+        const last = key.slice(key.lastIndexOf('/') + 1);
+        const digest = referrers ? last.replace('-', ':') : digestFromKey(key);
+        if (this.swept.has(digest)) stale.push({ key, digest });
       }
-    }
+    });
+    await forEachLimit(stale, this.concurrency, async ({ key, digest }) => {
+      this.guard();
+      const entry = await readJsonKey<unknown>(this.driver, key, this.signal);
+      await this.driver.delete(key, this.signal);
+      if (entry !== null && (await this.driver.stat(indexKey(digest), this.signal))) {
+        await this.driver.write(key, Buffer.from(JSON.stringify(entry)), this.signal);
+      }
+    });
   }
 
-  /** A crashed GC's intents: sweep or restore each, by the same rule as `sweepOne`. */
+  /**
+   * A crashed GC's intents: each candidate of each batch is swept or restored by the same
+   * rule as `sweepOne`, then the batch's record is deleted.
+   */
   private async finishIntents(): Promise<void> {
     for await (const key of listAll(this.driver, GC_INTENTS_PREFIX, this.signal)) {
       this.guard();
-      const intent = await readJsonKey<IntentRecord>(this.driver, key, this.signal);
+      const intent = await readJsonKey<IntentBatch | SingleIntent>(this.driver, key, this.signal);
       if (!intent) continue;
-      const current = await readIndexRecord(this.driver, intent.digest, this.signal);
-      if (!current) {
-        await this.sweepOne(intent, true);
-      } else {
-        // Never deleted, or restored, or pushed again: nothing to finish but stray bytes.
-        if (current.data !== intent.record.data) await this.driver.delete(intent.record.data, this.signal);
-        await this.driver.delete(key, this.signal);
-      }
+      const entries = 'candidates' in intent ? intent.candidates : [intent];
+      await forEachLimit(entries, this.concurrency, (entry) => this.finishIntent(entry));
+      await this.driver.delete(key, this.signal);
     }
     if (this.swept.size > 0) await this.removeReferences();
+  }
+
+  private async finishIntent(entry: Candidate): Promise<void> {
+    this.guard();
+    const current = await readIndexRecord(this.driver, entry.digest, this.signal);
+    if (!current) {
+      await this.sweepOne(entry, true);
+    } else if (current.data !== entry.record.data) {
+      // Restored after a fresh copy was published: our bytes are the stray ones. (Same
+      // data: never deleted, restored, or spared; nothing to finish.)
+      await this.driver.delete(entry.record.data, this.signal);
+    }
   }
 
   // ── uploads and orphans ───────────────────────────────────────────────────────────
@@ -552,23 +650,23 @@ class GarbageCollector {
   /** Deletes bytes nothing names: data keys without an index, tails without an upload. */
   private async removeOrphans(liveUploads: Set<string>): Promise<void> {
     const referenced = new Set<string>();
-    const indexes: string[] = [];
-    for await (const key of listAll(this.driver, 'blobs/', this.signal)) indexes.push(digestFromKey(key));
-    await forEachLimit(indexes, this.concurrency, async (digest) => {
+    const stored = new Set<string>();
+    await forEachKey(this.driver, digestShardPrefixes('blobs/'), this.concurrency, this.signal, (key) => {
+      stored.add(digestFromKey(key));
+    });
+    await forEachLimit(stored, this.concurrency, async (digest) => {
       const record = await readIndexRecord(this.driver, digest, this.signal);
       if (record) referenced.add(record.data);
     });
     const oldest = Date.now() - (this.options.orphanGraceMs ?? DEFAULTS.orphanGraceMs);
     const orphans: string[] = [];
-    for await (const key of listAll(this.driver, 'data/', this.signal)) {
+    await forEachKey(this.driver, dataShardPrefixes(), this.concurrency, this.signal, (key) => {
       if (!referenced.has(key) && !liveUploads.has(key)) orphans.push(key);
-    }
-    const stored = new Set(indexes);
-    const staleTouches: string[] = [];
-    for await (const key of listAll(this.driver, 'touches/', this.signal)) {
-      if (!stored.has(digestFromKey(key))) staleTouches.push(key);
-    }
-    orphans.push(...staleTouches);
+    });
+    // Touches of digests that are not stored (a refused put touches before it learns the digest is new).
+    await forEachKey(this.driver, digestShardPrefixes('touches/'), this.concurrency, this.signal, (key) => {
+      if (!stored.has(digestFromKey(key))) orphans.push(key);
+    });
     if (this.driver.sweepTemp && !this.report.dryRun) {
       this.guard();
       const olderThan = this.options.orphanGraceMs ?? DEFAULTS.orphanGraceMs;

@@ -19,7 +19,7 @@
  *   pins/<alg>/<hex>                       GC root until a time {digest, until}
  *   pending/<rand>                         digests a manifest push is about to reference
  *   gc/lock                                one GC at a time, with a lease
- *   gc/intents/<alg>-<hex>                 a sweep in progress (see ./gc.ts)
+ *   gc/intents/<run>-<batch>               a sweep in progress: a batch of candidates (see ./gc.ts)
  *
  * Repository name segments start with [a-z0-9], so `_blobs`, `_tags`, … can never
  * collide with a nested repository's name.
@@ -30,7 +30,7 @@
  * key and commit by writing the small index object that names it.
  */
 import { randomBytes } from 'node:crypto';
-import { type Digest, parseDigest } from './digest.js';
+import { DIGEST_ALGORITHMS, type Digest, parseDigest } from './digest.js';
 
 export const STORE_FORMAT = 1;
 export const FORMAT_KEY = 'blobcore-format';
@@ -128,8 +128,25 @@ export function newPendingKey(): string {
 export const GC_LOCK_KEY = 'gc/lock';
 export const GC_INTENTS_PREFIX = 'gc/intents/';
 
-export function gcIntentKey(digest: Digest): string {
-  return `${GC_INTENTS_PREFIX}${digest.algorithm}-${digest.hex}`;
+/** One batch of a GC run's candidates. (GCs before batching wrote `gc/intents/<alg>-<hex>`.) */
+export function gcIntentKey(run: string, batch: number): string {
+  return `${GC_INTENTS_PREFIX}${run}-${batch.toString().padStart(6, '0')}`;
+}
+
+const HEX_DIGITS = [...'0123456789abcdef'];
+
+/**
+ * Prefixes that together hold every index (`blobs/`) or touch (`touches/`) key: one per
+ * algorithm and first hex digit, so a scan can list them in parallel. Complete by
+ * construction: `indexKey` and `touchKey` only ever write `<root><alg>/<hex shard>/…`.
+ */
+export function digestShardPrefixes(root: 'blobs/' | 'touches/'): string[] {
+  return DIGEST_ALGORITHMS.flatMap((algorithm) => HEX_DIGITS.map((digit) => `${root}${algorithm}/${digit}`));
+}
+
+/** Prefixes that together hold every data key `newDataKey` makes: one per first hex digit. */
+export function dataShardPrefixes(): string[] {
+  return HEX_DIGITS.map((digit) => `data/${digit}`);
 }
 
 /** Digest back from the last segments of an index, link or touch key (`…/<alg>/…/<hex>`). */

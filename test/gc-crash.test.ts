@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { collectBody } from '../src/bytes.js';
+import { touch } from '../src/liveness.js';
 import { MediaTypes, parseManifest } from '../src/manifest.js';
 import { type BlobStore, openStore } from '../src/store.js';
 import { sha256 } from './helpers.js';
@@ -38,6 +39,9 @@ async function fixture(): Promise<{ url: string; store: BlobStore; garbage: stri
   }
   for (const tag of ['old-0', 'old-1']) await repo.tags.delete(tag);
   for (let i = 0; i < 4; i++) garbage.push((await repo.blobs.put(Buffer.from(`orphan upload ${i}`))).digest);
+  // Every candidate has a touch record (as after a dedup hit), so a replayed intent finds it
+  // changed (the dead GC deleted it) and must still not restore an index to deleted bytes.
+  for (const digest of garbage) await touch(store.driver, digest);
   return { url, store, garbage: garbage.sort() };
 }
 
@@ -87,6 +91,8 @@ describe('GC killed mid-run', () => {
       for (const digest of garbage) if (!(await store.stat(digest))) gone.push(digest);
       expect(gone.sort()).toEqual(garbage);
       expect(report.dryRun).toBe(false);
+      // Nothing pushed since: replaying the dead GC's intents must not put any index back.
+      expect(report.resurrected).toBe(0);
       expect((await store.driver.list('gc/')).keys).toEqual([]);
       await assertKeptImageComplete(store);
       expect((await store.gc({ graceMs: 0, untagged: 'delete' })).swept).toBe(0);

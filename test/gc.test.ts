@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { createMemoryDriver, MemoryBackend } from '../drivers/memory/index.js';
 import { collectBody } from '../src/bytes.js';
 import type { Driver } from '../src/driver.js';
+import { blobError } from '../src/errors.js';
 import { touch } from '../src/liveness.js';
 import { MediaTypes, parseManifest } from '../src/manifest.js';
 import { type BlobStore, openStore } from '../src/store.js';
@@ -53,6 +54,25 @@ function jitter(inner: Driver, next: () => number, maxMs: number): Driver {
       const delay = next() * maxMs;
       if (delay < maxMs / 3) await new Promise((resolve) => setImmediate(resolve));
       else await sleep(delay);
+      return original(...args);
+    };
+  }
+  return wrapped;
+}
+
+/**
+ * A driver whose process "dies" once `limit` keys under `prefix` were deleted: that call
+ * and every later one fail and reach nothing, like a GC killed at that point.
+ */
+function dieAfter(inner: Driver, prefix: string, limit: number): Driver {
+  const wrapped = Object.create(inner) as Driver;
+  let deleted = 0;
+  const dead = () => Promise.reject(blobError('ABORTED', 'GC process died'));
+  for (const method of ['stat', 'read', 'write', 'delete', 'list'] as const) {
+    const original = inner[method].bind(inner) as (...args: unknown[]) => Promise<unknown>;
+    (wrapped as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+      if (deleted >= limit) return dead();
+      if (method === 'delete' && String(args[0]).startsWith(prefix)) deleted += 1;
       return original(...args);
     };
   }
@@ -189,6 +209,32 @@ describe('garbage collection', () => {
       digest,
     );
     expect((await store.driver.list('gc/')).keys).toEqual([]);
+  });
+
+  it('finishes a GC that died mid-sweep without bringing back an index whose bytes it deleted', async () => {
+    // Regression (batched intents): a batch's intent outlives the blobs it already swept.
+    // Those were touched before (dedup hits), so on replay their touch has changed (it
+    // was deleted); restoring their index would point it at deleted bytes.
+    const backend = new MemoryBackend();
+    const store = await openStore(createMemoryDriver({ backend }));
+    const digests: string[] = [];
+    for (let i = 0; i < 600; i++) {
+      const bytes = Buffer.from(`touched garbage ${i}`);
+      digests.push((await store.put(bytes)).digest);
+      expect((await store.put(bytes)).deduplicated).toBe(true); // touches it
+    }
+    expect((await store.driver.list('touches/')).keys).toHaveLength(600);
+    const dying = await openStore(dieAfter(createMemoryDriver({ backend }), 'data/', 520));
+    expect(await codeOf(dying.gc({ graceMs: 0, concurrency: 1, leaseMs: 20 }))).toBe('ABORTED');
+    // 600 candidates: the first batch (512) was finished and retired, the second is half done.
+    expect((await store.driver.list('gc/intents/')).keys).toHaveLength(1);
+    await sleep(40); // the dead run's lock lease runs out
+    const report = await store.gc({ graceMs: 0 });
+    expect(report.resurrected).toBe(0);
+    for (const digest of digests) expect(await store.stat(digest), digest).toBeNull();
+    expect((await store.driver.list('gc/')).keys).toEqual([]);
+    expect((await store.driver.list('data/')).keys).toEqual([]);
+    expect((await store.driver.list('blobs/')).keys).toEqual([]);
   });
 
   it('fails closed: an unreadable root manifest stops GC before anything is deleted', async () => {
