@@ -490,7 +490,10 @@ async function azureBackend(server: RunningServer, context: BackendContext): Pro
 }
 
 /** A backend from a store URL given on the command line. */
-export async function backendFromUrl(url: string, context: BackendContext): Promise<Backend> {
+export async function backendFromUrl(given: string, context: BackendContext): Promise<Backend> {
+  // A bare `memory:` is a fresh space per driver; fixtures and fresh store instances
+  // must see the same bytes, so name the space.
+  const url = /^memory:(\/\/)?$/.test(given) ? `memory://bench-${randomBytes(4).toString('hex')}` : given;
   const parsed = new URL(url);
   const scheme = parsed.protocol.slice(0, -1);
   if (scheme === 'file' || scheme === 'pvc') {
