@@ -35,7 +35,7 @@
  *   orphans     data keys no index names (left by a crash between writing bytes and
  *               index), not held by a live upload and older than `orphanGraceMs`, are
  *               deleted, and so are touch records of digests that are not stored (a
- *               refused put touches before it learns the digest is new). Drivers with
+ *               push touched the blob while a GC swept it). Drivers with
  *               temp files sweep those of crashed writers (`driver.sweepTemp`). A put publishes its index right after its bytes, so this is the
  *               one place that relies on time: the orphan grace must exceed the longest
  *               single put (default 24 hours).
@@ -191,6 +191,16 @@ async function forEachKey(
   await forEachLimit(prefixes, concurrency, async (prefix) => {
     for await (const key of listAll(driver, prefix, options)) visit(key, prefix);
   });
+}
+
+/** `<repository>/<section>` prefixes of every repository in the catalog, for `forEachKey`. */
+async function repositorySectionPrefixes(
+  driver: Driver,
+  sections: string[],
+  options: SignalOptions,
+): Promise<string[]> {
+  const names = await repositoryNames(driver, options);
+  return names.flatMap((name) => sections.map((section) => repositoryPrefix(name) + section));
 }
 
 /** Lists every repository name in the catalog. */
@@ -363,9 +373,7 @@ class GarbageCollector {
     // Revisions, tags and tag history of every repository, listed and read in parallel.
     // The outcome does not depend on the order: a revision sets its media type over a
     // tag's `undefined`, and a tag never overwrites a known one.
-    const prefixes = (await repositoryNames(this.driver, this.signal)).flatMap((name) =>
-      ROOT_SECTIONS.map((section) => repositoryPrefix(name) + section),
-    );
+    const prefixes = await repositorySectionPrefixes(this.driver, ROOT_SECTIONS, this.signal);
     const records: { key: string; revision: boolean }[] = [];
     await forEachKey(this.driver, prefixes, this.concurrency, this.signal, (key, prefix) => {
       records.push({ key, revision: prefix.endsWith('/_manifests/') });
@@ -572,17 +580,12 @@ class GarbageCollector {
    */
   private async removeReferences(): Promise<void> {
     const sections = ['_blobs/', '_manifests/', '_referrers/'];
-    const prefixes = (await repositoryNames(this.driver, this.signal)).flatMap((name) =>
-      sections.map((section) => repositoryPrefix(name) + section),
-    );
+    const prefixes = await repositorySectionPrefixes(this.driver, sections, this.signal);
     const stale: { key: string; digest: string }[] = [];
-    await forEachLimit(prefixes, this.concurrency, async (prefix) => {
-      const referrers = prefix.endsWith('/_referrers/');
-      for await (const key of listAll(this.driver, prefix, this.signal)) {
-        const last = key.slice(key.lastIndexOf('/') + 1);
-        const digest = referrers ? last.replace('-', ':') : digestFromKey(key);
-        if (this.swept.has(digest)) stale.push({ key, digest });
-      }
+    await forEachKey(this.driver, prefixes, this.concurrency, this.signal, (key, prefix) => {
+      const last = key.slice(key.lastIndexOf('/') + 1);
+      const digest = prefix.endsWith('/_referrers/') ? last.replace('-', ':') : digestFromKey(key);
+      if (this.swept.has(digest)) stale.push({ key, digest });
     });
     await forEachLimit(stale, this.concurrency, async ({ key, digest }) => {
       this.guard();
@@ -663,7 +666,7 @@ class GarbageCollector {
     await forEachKey(this.driver, dataShardPrefixes(), this.concurrency, this.signal, (key) => {
       if (!referenced.has(key) && !liveUploads.has(key)) orphans.push(key);
     });
-    // Touches of digests that are not stored (a refused put touches before it learns the digest is new).
+    // Touches of digests that are not stored (a push touched the blob as a GC swept it).
     await forEachKey(this.driver, digestShardPrefixes('touches/'), this.concurrency, this.signal, (key) => {
       if (!stored.has(digestFromKey(key))) orphans.push(key);
     });

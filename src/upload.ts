@@ -466,12 +466,21 @@ export class Upload {
         `upload ${this.id} would exceed ${this.driver.limits.maxParts} parts`,
       );
     }
-    const created = withMultipart && !next.multipart;
-    if (created) next.multipart = await this.driver.createMultipart(next.dataKey, { signal });
+    if (withMultipart) await this.swapWithMultipart(next, signal);
+    else await this.swap(next, signal);
+  }
+
+  /**
+   * Swaps in `next`, first creating the multipart upload it names if it has none yet;
+   * a multipart created for a swap that fails is aborted.
+   */
+  private async swapWithMultipart(next: UploadRecord, signal: AbortSignal | undefined): Promise<void> {
+    if (next.multipart) return this.swap(next, signal);
+    const multipart = await this.driver.createMultipart(next.dataKey, { signal });
     try {
-      await this.swap(next, signal);
+      await this.swap({ ...next, multipart }, signal);
     } catch (error) {
-      if (created && next.multipart) await this.driver.abortMultipart(next.multipart).catch(() => {});
+      await this.driver.abortMultipart(multipart).catch(() => {});
       throw error;
     }
   }
@@ -501,7 +510,7 @@ export class Upload {
   ): Promise<void> {
     const held = this.driver.capabilities.exclusiveParts === true && this.record.claim?.owner !== this.owner;
     if (!held && this.record.claim?.owner !== this.owner) await this.claim(true, signal);
-    if (held && !this.record.multipart) await this.createMultipart(signal);
+    if (held && !this.record.multipart) await this.swapWithMultipart(this.record, signal);
     const record = this.record;
     const multipart = record.multipart as MultipartHandle;
     const pending = tailSize(record);
@@ -574,17 +583,6 @@ export class Upload {
     }
     if (!held) await finish(ref);
     for (const tail of record.tail) await this.driver.delete(tail.key).catch(() => false);
-  }
-
-  /** Creates the multipart upload and records its handle (once per upload). */
-  private async createMultipart(signal: AbortSignal | undefined): Promise<void> {
-    const multipart = await this.driver.createMultipart(this.record.dataKey, { signal });
-    try {
-      await this.swap({ ...this.record, multipart }, signal);
-    } catch (error) {
-      await this.driver.abortMultipart(multipart).catch(() => {});
-      throw error;
-    }
   }
 
   async commit(options: CommitOptions): Promise<CommitResult> {

@@ -192,6 +192,32 @@ function ratioCheck(
 }
 
 /**
+ * A byte count a task reports in its metrics, which must be 0 (a resume or commit that
+ * reads nothing back); with `why`, reported without a target, saying why.
+ */
+function readBackCheck(
+  backend: Backend,
+  task: string,
+  metric: 'bytesReadBack' | 'commitBytesReadBack',
+  what: string,
+  why?: string,
+): CheckSpec {
+  return {
+    id: `${task} ${metric === 'bytesReadBack' ? 'bytes read back' : 'commit bytes read back'}`,
+    label: `${backend.name} ${what}`,
+    kind: 'resume',
+    backend: backend.name,
+    uses: [task],
+    evaluate(results) {
+      const metrics = results.get(task)?.metrics;
+      const value = metrics ? (metrics[metric] ?? 0) : null;
+      if (why !== undefined) return info(value, why);
+      return { value, target: '= 0', met: value === null ? null : value === 0 };
+    },
+  };
+}
+
+/**
  * blobcore against a raw baseline. A verified transfer cannot beat the hashing limit, so
  * where the raw I/O runs faster than sha256 the denominator is the limit instead
  * (said in the note); the plain blobcore / raw ratio is in the note as well.
@@ -958,36 +984,16 @@ export async function uploadGroup(
       put.meta.id,
       null,
     ),
-    {
-      id: `${resume.meta.id} bytes read back`,
-      label: `${backend.name} resume in a fresh store: bytes read back`,
-      kind: 'resume',
-      backend: backend.name,
-      uses: [resume.meta.id],
-      evaluate(results) {
-        const metrics = results.get(resume.meta.id)?.metrics;
-        const value = metrics ? (metrics.bytesReadBack ?? 0) : null;
-        return { value, target: '= 0', met: value === null ? null : value === 0 };
-      },
-    },
-    {
-      id: `${resume.meta.id} commit bytes read back`,
-      label: `${backend.name} commit after the resume: bytes re-read`,
-      kind: 'resume',
-      backend: backend.name,
-      uses: [resume.meta.id],
-      evaluate(results) {
-        const metrics = results.get(resume.meta.id)?.metrics;
-        const value = metrics ? (metrics.commitBytesReadBack ?? 0) : null;
-        if (!backend.store.driver.capabilities.conditionalWrite) {
-          return info(
-            value,
-            "the server cannot enforce conditional writes, so commit re-reads and hashes the assembled bytes by design (verifyCommit 'auto')",
-          );
-        }
-        return { value, target: '= 0', met: value === null ? null : value === 0 };
-      },
-    },
+    readBackCheck(backend, resume.meta.id, 'bytesReadBack', 'resume in a fresh store: bytes read back'),
+    readBackCheck(
+      backend,
+      resume.meta.id,
+      'commitBytesReadBack',
+      'commit after the resume: bytes re-read',
+      backend.store.driver.capabilities.conditionalWrite
+        ? undefined
+        : "the server cannot enforce conditional writes, so commit re-reads and hashes the assembled bytes by design (verifyCommit 'auto')",
+    ),
   ];
   for (const { peer, chunk8: t8, stream: ts } of peerTasks) {
     const tag = `${peer.name}${peer.verifies ? '' : ' (no hashing)'}`;

@@ -644,8 +644,8 @@ export class PosixDriver implements Driver {
   }
 
   /** Background-sync step for a streamed write: only when the write will be synced anyway. */
-  private earlySyncBytes(): number | undefined {
-    return this.durability === 'none' ? undefined : EARLY_SYNC_BYTES;
+  private earlySyncBytes(step = EARLY_SYNC_BYTES): number | undefined {
+    return this.durability === 'none' ? undefined : step;
   }
 
   private async syncFile(handle: FileHandle): Promise<void> {
@@ -653,8 +653,7 @@ export class PosixDriver implements Driver {
       await handle.sync();
       this.counters.fileSyncs++;
     } else if (this.durability === 'data') {
-      await handle.datasync();
-      this.counters.fileSyncs++;
+      await this.dataSync(handle);
     }
   }
 
@@ -1189,9 +1188,8 @@ export class PosixDriver implements Driver {
         const etag = randomBytes(8).toString('hex');
         try {
           const before = (await data.stat()).size;
-          const durable = this.durability !== 'none';
           try {
-            const sink = new FileSink(data, offset, undefined, durable ? PART_SYNC_BYTES : undefined);
+            const sink = new FileSink(data, offset, undefined, this.earlySyncBytes(PART_SYNC_BYTES));
             await writeBody(sink, body, options.signal);
           } catch (error) {
             await this.shrinkAfterFailure(data, dir, claim, before, offset);
@@ -1207,7 +1205,7 @@ export class PosixDriver implements Driver {
           // (directory fsync) are made durable together, in one journal commit where the
           // filesystem batches them; both before the ref is handed out.
           await Promise.all([
-            durable ? this.dataSync(data) : undefined,
+            this.durability !== 'none' ? this.dataSync(data) : undefined,
             this.durability === 'full' ? this.syncDir(dir) : undefined,
           ]);
         } finally {
