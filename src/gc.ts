@@ -5,14 +5,19 @@
  *   lock        one GC per backend: `gc/lock` created create-only with a lease renewed
  *               while running; a lease left by a dead GC expires and is taken over.
  *   intents     finish what a crashed GC left half-swept (see `sweep`).
+ *   uploads     uploads idle longer than `uploadTtlMs` are cancelled (multipart aborted);
+ *               the data keys of the others are noted as live for `orphans`. This comes
+ *               before any listing of blobs, so an upload that commits while GC runs is
+ *               either seen live here or its index is seen by `candidates`.
  *   mark        roots: every tag, every tag-history revision, every manifest revision
  *               (untagged: 'keep', the default) or only the young ones ('delete'),
  *               pins, and anything committed or touched within `graceMs`. Marking
  *               follows manifests to their config, layers and child manifests, and
  *               keeps referrers of live manifests. Any error here aborts the run before
  *               anything is deleted (fail closed).
- *   candidates  unmarked blobs whose last liveness (commit or touch) is older than the
- *               grace period, each with the etag of its touch record at that moment.
+ *   candidates  every index key is listed (the listing `orphans` reuses); unmarked blobs
+ *               whose last liveness (commit or touch) is older than the grace period are
+ *               candidates, each with the etag of its touch record at that moment.
  *   tombstone   one intent record per batch of up to INTENT_BATCH candidates
  *               (`gc/intents/<run>-<n>`): what will be swept and the touch etag each was
  *               chosen with. All are written (durably, per the driver) before any index
@@ -31,9 +36,9 @@
  *   (recovery)  `intents` replays each surviving batch by the same rule, with one more
  *               check: an index is only ever put back while its bytes still exist (a
  *               candidate swept to the end before the crash stays swept).
- *   uploads     uploads idle longer than `uploadTtlMs` are cancelled (multipart aborted).
  *   orphans     data keys no index names (left by a crash between writing bytes and
- *               index), not held by a live upload and older than `orphanGraceMs`, are
+ *               index; indexes as listed by `candidates`, read there or here), not held
+ *               by a live upload and older than `orphanGraceMs`, are
  *               deleted, and so are touch records of digests that are not stored (a
  *               push touched the blob while a GC swept it). Drivers with
  *               temp files sweep those of crashed writers (`driver.sweepTemp`). A put publishes its index right after its bytes, so this is the
@@ -61,7 +66,7 @@ import {
 } from './layout.js';
 import { MediaTypes, parseManifest } from './manifest.js';
 import { listAll, readJsonKey, readRecord, swapRecord } from './records.js';
-import type { ManifestRevision, TagRecord } from './repository.js';
+import type { BlobLink, ManifestRevision, TagRecord } from './repository.js';
 import type { BlobStore } from './store.js';
 import type { UploadRecord } from './upload.js';
 
@@ -287,6 +292,10 @@ class GarbageCollector {
   private readonly phases: { phase: GcPhase; ms: number }[] = [];
   private readonly marked = new Set<string>();
   private readonly swept = new Set<string>();
+  /** Every digest indexed when `candidates` listed them, for `orphans`. */
+  private readonly indexed: string[] = [];
+  /** Data keys of index records already read by `candidates`. */
+  private readonly dataKeys = new Map<string, string>();
   private lock: GcLock;
   private report: GcReport;
 
@@ -341,6 +350,7 @@ class GarbageCollector {
     await this.phase('lock', () => this.lock.acquire());
     try {
       if (!this.report.dryRun) await this.phase('intents', () => this.finishIntents());
+      const live = await this.phase('uploads', () => this.purgeUploads());
       await this.phase('mark', () => this.mark());
       this.report.marked = this.marked.size;
       let candidates = await this.phase('candidates', () => this.chooseCandidates());
@@ -350,7 +360,6 @@ class GarbageCollector {
         const batches = await this.phase('tombstone', () => this.tombstone(candidates));
         await this.phase('sweep', () => this.sweep(batches));
       }
-      const live = await this.phase('uploads', () => this.purgeUploads());
       await this.phase('orphans', () => this.removeOrphans(live));
     } finally {
       await this.lock.release();
@@ -452,6 +461,7 @@ class GarbageCollector {
     const unmarked: string[] = [];
     await forEachKey(this.driver, digestShardPrefixes('blobs/'), this.concurrency, this.signal, (key) => {
       const digest = digestFromKey(key);
+      this.indexed.push(digest);
       if (!this.marked.has(digest)) unmarked.push(digest);
     });
     const candidates: Candidate[] = [];
@@ -462,6 +472,7 @@ class GarbageCollector {
       const record = await readIndexRecord(this.driver, digest, this.signal);
       this.progress('candidates', ++done, unmarked.length);
       if (!record) return;
+      this.dataKeys.set(digest, record.data);
       const lastLive = Math.max(Date.parse(record.created), touch ? touch.modified.getTime() : 0);
       if (lastLive > oldest) return;
       candidates.push({ digest, record, touchEtag: touch?.etag ?? null });
@@ -576,24 +587,29 @@ class GarbageCollector {
   /**
    * Removes links, revisions and referrer entries naming swept digests. Each is deleted,
    * then the index is checked: if the digest was pushed again meanwhile, the entry is
-   * written back (a push writes its link after publishing the index).
+   * written back (a push writes its link after publishing the index). A blob link holds
+   * nothing the index does not (digest, size) but its date, so it is not read first: one
+   * put back is dated now, when the push that needs it happened.
    */
   private async removeReferences(): Promise<void> {
     const sections = ['_blobs/', '_manifests/', '_referrers/'];
     const prefixes = await repositorySectionPrefixes(this.driver, sections, this.signal);
-    const stale: { key: string; digest: string }[] = [];
+    const stale: { key: string; digest: string; link: boolean }[] = [];
     await forEachKey(this.driver, prefixes, this.concurrency, this.signal, (key, prefix) => {
       const last = key.slice(key.lastIndexOf('/') + 1);
       const digest = prefix.endsWith('/_referrers/') ? last.replace('-', ':') : digestFromKey(key);
-      if (this.swept.has(digest)) stale.push({ key, digest });
+      if (this.swept.has(digest)) stale.push({ key, digest, link: prefix.endsWith('/_blobs/') });
     });
-    await forEachLimit(stale, this.concurrency, async ({ key, digest }) => {
+    await forEachLimit(stale, this.concurrency, async ({ key, digest, link }) => {
       this.guard();
-      const entry = await readJsonKey<unknown>(this.driver, key, this.signal);
-      await this.driver.delete(key, this.signal);
-      if (entry !== null && (await this.driver.stat(indexKey(digest), this.signal))) {
-        await this.driver.write(key, Buffer.from(JSON.stringify(entry)), this.signal);
-      }
+      const entry = link ? null : await readJsonKey<unknown>(this.driver, key, this.signal);
+      if (!(await this.driver.delete(key, this.signal)) || (!link && entry === null)) return;
+      const index = await readIndexRecord(this.driver, digest, this.signal);
+      if (index === null) return;
+      const restored = link
+        ? ({ digest, size: index.size, linked: new Date().toISOString() } satisfies BlobLink)
+        : entry;
+      await this.driver.write(key, Buffer.from(JSON.stringify(restored)), this.signal);
     });
   }
 
@@ -650,26 +666,37 @@ class GarbageCollector {
     return live;
   }
 
-  /** Deletes bytes nothing names: data keys without an index, tails without an upload. */
+  /**
+   * Deletes bytes nothing names: data keys without an index, touches without a blob.
+   * Indexes come from the `candidates` listing. One published since has bytes younger
+   * than the orphan grace: a put writes them just before, and an upload's are either
+   * live (noted by `uploads`, which ran before that listing) or were started after it.
+   */
   private async removeOrphans(liveUploads: Set<string>): Promise<void> {
-    const referenced = new Set<string>();
-    const stored = new Set<string>();
-    await forEachKey(this.driver, digestShardPrefixes('blobs/'), this.concurrency, this.signal, (key) => {
-      stored.add(digestFromKey(key));
-    });
-    await forEachLimit(stored, this.concurrency, async (digest) => {
-      const record = await readIndexRecord(this.driver, digest, this.signal);
-      if (record) referenced.add(record.data);
-    });
+    const referenced = new Set<string>(this.dataKeys.values());
+    const stored = new Set<string>(this.indexed);
+    const unread = this.indexed.filter((digest) => !this.dataKeys.has(digest));
+    // The data and touch keys are listed while the remaining indexes are read.
+    const dataKeys: string[] = [];
+    const touchKeys: string[] = [];
+    await Promise.all([
+      forEachLimit(unread, this.concurrency, async (digest) => {
+        const record = await readIndexRecord(this.driver, digest, this.signal);
+        if (record) referenced.add(record.data);
+      }),
+      forEachKey(this.driver, dataShardPrefixes(), this.concurrency, this.signal, (key) =>
+        dataKeys.push(key),
+      ),
+      forEachKey(this.driver, digestShardPrefixes('touches/'), this.concurrency, this.signal, (key) =>
+        touchKeys.push(key),
+      ),
+    ]);
     const oldest = Date.now() - (this.options.orphanGraceMs ?? DEFAULTS.orphanGraceMs);
-    const orphans: string[] = [];
-    await forEachKey(this.driver, dataShardPrefixes(), this.concurrency, this.signal, (key) => {
-      if (!referenced.has(key) && !liveUploads.has(key)) orphans.push(key);
-    });
+    const orphans = dataKeys.filter((key) => !referenced.has(key) && !liveUploads.has(key));
     // Touches of digests that are not stored (a push touched the blob as a GC swept it).
-    await forEachKey(this.driver, digestShardPrefixes('touches/'), this.concurrency, this.signal, (key) => {
-      if (!stored.has(digestFromKey(key))) orphans.push(key);
-    });
+    // Its blob may have been published since the listing: checked again before deleting.
+    const strayTouches = new Set(touchKeys.filter((key) => !stored.has(digestFromKey(key))));
+    orphans.push(...strayTouches);
     if (this.driver.sweepTemp && !this.report.dryRun) {
       this.guard();
       const olderThan = this.options.orphanGraceMs ?? DEFAULTS.orphanGraceMs;
@@ -681,6 +708,8 @@ class GarbageCollector {
       const stat = await this.driver.stat(key, this.signal);
       // Younger bytes may belong to a put that has not published its index yet.
       if (!stat || stat.modified.getTime() > oldest || this.report.dryRun) return;
+      if (strayTouches.has(key) && (await this.driver.stat(indexKey(digestFromKey(key)), this.signal)))
+        return;
       this.guard();
       this.report.orphansRemoved += 1;
       await this.driver.delete(key, this.signal);

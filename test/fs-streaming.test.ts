@@ -8,9 +8,11 @@ import { mkdtempSync, rmSync, truncateSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createFsDriver } from '../drivers/fs/index.js';
 import { FileSink, READ_CHUNK_BYTES, writeBody } from '../drivers/fs/sys.js';
+import { collectBody } from '../src/bytes.js';
 import { MiB, rejectsCode } from './fixtures/fs-harness/helpers.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'blobcore-fs-streaming-'));
@@ -126,5 +128,28 @@ describe('fs read stream read-ahead', () => {
     }
     expect(unhandled).toEqual([]);
     expect(await driver.delete('ra/dropped')).toBe(true);
+  });
+});
+
+describe('fs small reads', () => {
+  const driver = createFsDriver({ root: join(scratch, 'small'), durability: 'none' });
+
+  it('reads objects up to one chunk whole, and those just past it through the stream, byte for byte', async () => {
+    for (const size of [0, 1, 4096, READ_CHUNK_BYTES, READ_CHUNK_BYTES + 1]) {
+      const body = randomBytes(size);
+      await driver.write(`small/${size}`, body);
+      const read = await collectBody(await driver.read(`small/${size}`));
+      expect(read.equals(body), `${size} bytes`).toBe(true);
+      const tail = await collectBody(await driver.read(`small/${size}`, { offset: size, length: 5 }));
+      expect(tail.byteLength).toBe(0);
+    }
+  });
+
+  it('collecting a stream that closes before its end fails with UNAVAILABLE, not a short buffer', async () => {
+    const stream = new Readable({ read() {} });
+    stream.push(Buffer.from('partial'));
+    const collected = collectBody(stream);
+    setImmediate(() => stream.destroy());
+    await rejectsCode(collected, 'UNAVAILABLE');
   });
 });

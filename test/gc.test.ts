@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { createMemoryDriver, MemoryBackend } from '../drivers/memory/index.js';
 import { collectBody } from '../src/bytes.js';
+import { parseDigest } from '../src/digest.js';
 import type { Driver } from '../src/driver.js';
 import { blobError } from '../src/errors.js';
 import { touch } from '../src/liveness.js';
@@ -270,6 +271,54 @@ describe('garbage collection', () => {
     expect(await codeOf(store.uploads.resume(idle.id))).toBe('BLOB_UPLOAD_UNKNOWN');
     await live.append(Buffer.from('y'), { offset: 1 });
     expect((await live.commit({ digest: sha256(Buffer.from('xy')) })).size).toBe(2);
+  });
+
+  it('keeps the bytes of an upload that commits after GC listed the indexes, with no orphan grace', async () => {
+    // The orphan pass reuses the index listing of `candidates`; an upload committed after
+    // it is covered by the live uploads noted before that listing.
+    const store = await openStore('memory:');
+    const bytes = randomBytes(64 * 1024);
+    const upload = await store.repository('a').uploads.start();
+    await upload.append(bytes, { offset: 0 });
+    let committed: string | undefined;
+    const report = await store.gc({
+      graceMs: 0,
+      orphanGraceMs: 0,
+      afterPhase: async (phase) => {
+        if (phase === 'candidates') committed = (await upload.commit({ digest: sha256(bytes) })).digest;
+      },
+    });
+    expect(committed).toBe(sha256(bytes));
+    expect(report.orphansRemoved).toBe(0);
+    const read = await collectBody(await store.repository('a').blobs.get(sha256(bytes), { verify: true }));
+    expect(read.equals(bytes)).toBe(true);
+  });
+
+  it('puts back a link that a push re-created while GC removed it, without reading it first', async () => {
+    const store = await openStore('memory:');
+    const layer = Buffer.from('swept, then pushed again');
+    const { digest } = await store.repository('a').blobs.put(layer);
+    const driver = store.driver;
+    const deleteKey = driver.delete.bind(driver);
+    let pushed = false;
+    driver.delete = async (key, options) => {
+      if (key.includes('/_blobs/') && !pushed) {
+        // The blob is swept; its link is next. A push now republishes it and writes its
+        // link, which this delete then removes: GC must see the index and put it back.
+        pushed = true;
+        expect((await store.repository('a').blobs.put(layer)).deduplicated).toBe(false);
+      }
+      return deleteKey(key, options);
+    };
+    const report = await store.gc({ graceMs: 0 });
+    expect(report.swept).toBe(1);
+    expect(pushed).toBe(true);
+    const link = await store.repository('a').blobs.linkRecord(parseDigest(digest));
+    expect(link).toMatchObject({ digest, size: layer.length });
+    expect(Date.parse(link?.linked ?? '')).toBeGreaterThan(Date.now() - 60_000);
+    expect(sha256(await collectBody(await store.repository('a').blobs.get(digest, { verify: true })))).toBe(
+      digest,
+    );
   });
 
   it('loses nothing when GC races 8 pushers for 200 iterations with paused phases', async () => {

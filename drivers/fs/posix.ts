@@ -630,16 +630,16 @@ export class PosixDriver implements Driver {
   }
 
   private async syncDir(dir: string): Promise<void> {
-    let handle: FileHandle | undefined;
+    let fd: number | undefined;
     try {
-      handle = await this.sys.open(dir, 'r');
-      await handle.sync();
+      fd = await this.sys.openFd(dir, 'r');
+      await this.sys.fsync(fd);
       this.counters.dirSyncs++;
     } catch (error) {
       // Some filesystems (FUSE, SMB) refuse fsync on directories; nothing more can be done there.
       if (!isErrno(error, 'EINVAL', 'ENOTSUP', 'EOPNOTSUPP', 'EBADF', 'EISDIR', 'ENOENT')) throw error;
     } finally {
-      await handle?.close().catch(() => {});
+      if (fd !== undefined) await this.sys.closeFd(fd).catch(() => {});
     }
   }
 
@@ -664,12 +664,13 @@ export class PosixDriver implements Driver {
         const stat = await this.sys.stat(path);
         return stat.isFile() ? stat : null;
       }
-      const handle = await this.sys.open(path, 'r');
+      // Opening revalidates the attributes with the server (close-to-open consistency).
+      const fd = await this.sys.openFd(path, 'r');
       try {
-        const stat = await handle.stat({ bigint: true });
+        const stat = await this.sys.fstat(fd, true);
         return stat.isFile() ? stat : null;
       } finally {
-        await handle.close();
+        await this.sys.closeFd(fd);
       }
     } catch (error) {
       if (isErrno(error, 'ENOENT', 'ENOTDIR', 'EISDIR')) return null;
@@ -821,26 +822,34 @@ export class PosixDriver implements Driver {
   }
 
   async read(key: string, options: ReadOptions = {}): Promise<Readable> {
-    let handle: FileHandle | undefined;
+    let fd: number | undefined;
     try {
       await this.ready();
       try {
-        handle = await this.sys.open(this.objectPath(key), 'r');
+        fd = await this.sys.openFd(this.objectPath(key), 'r');
       } catch (error) {
         if (isErrno(error, 'ENOENT', 'ENOTDIR')) throw blobError('NOT_FOUND', `no such key: ${key}`);
         throw error;
       }
-      const stat = await handle.stat();
+      const stat = await this.sys.fstat(fd);
       if (!stat.isFile()) throw blobError('NOT_FOUND', `no such key: ${key}`);
       const size = stat.size;
       const offset = options.offset ?? 0;
       if (offset > size) throw blobError('RANGE_INVALID', `offset ${offset} is past the end (${size} bytes)`);
       const end = options.length === undefined ? size : Math.min(size, offset + options.length);
-      const stream = this.rangeStream(handle, offset, end, key);
-      handle = undefined; // owned by the stream now
+      if (end - offset <= READ_CHUNK_BYTES) {
+        // Records and small blobs: one read, no read-ahead machinery.
+        const bytes = await readChunk(this.sys, fd, offset, end - offset, key);
+        const owned = fd;
+        fd = undefined;
+        await this.sys.closeFd(owned);
+        return bufferStream(bytes);
+      }
+      const stream = this.rangeStream(fd, offset, end, key);
+      fd = undefined; // owned by the stream now
       return stream;
     } catch (error) {
-      await handle?.close().catch(() => {});
+      if (fd !== undefined) await this.sys.closeFd(fd).catch(() => {});
       throw this.fail(error, `read ${key}`);
     }
   }
@@ -851,15 +860,18 @@ export class PosixDriver implements Driver {
    * thread hashes, so a verified get costs about the hashing alone (measured 1.1 GB/s
    * against 0.65 GB/s reading only when asked).
    */
-  private rangeStream(handle: FileHandle, start: number, end: number, key: string): Readable {
+  private rangeStream(fd: number, start: number, end: number, key: string): Readable {
+    const sys = this.sys;
     let position = start;
     let ahead: Promise<Buffer> | undefined;
+    let inFlight: Promise<unknown> = Promise.resolve();
     const fail = (error: unknown) => this.fail(error, `read ${key}`);
     const readNext = (): Promise<Buffer> | undefined => {
       const want = Math.min(READ_CHUNK_BYTES, end - position);
       if (want <= 0) return undefined;
-      const chunk = readChunk(handle, position, want, key);
+      const chunk = readChunk(sys, fd, position, want, key);
       chunk.catch(() => {}); // observed when it is taken, or dropped with the stream
+      inFlight = chunk;
       position += want;
       return chunk;
     };
@@ -882,11 +894,14 @@ export class PosixDriver implements Driver {
         );
       },
       destroy(error, callback) {
-        // FileHandle.close waits for a read still in flight (the one read ahead).
-        handle.close().then(
-          () => callback(error),
-          () => callback(error),
-        );
+        // Close only after the read still in flight (the one read ahead) has returned:
+        // a descriptor closed under a queued read could be reused by another open.
+        const close = () =>
+          sys.closeFd(fd).then(
+            () => callback(error),
+            () => callback(error),
+          );
+        inFlight.then(close, close);
       },
     });
   }
@@ -1579,13 +1594,21 @@ export function withExtras(guarded: Driver, inner: PosixDriver): PosixDriverHand
 }
 
 /** Reads exactly `want` bytes at `position`, across short reads; a file that ends early is an error. */
-async function readChunk(handle: FileHandle, position: number, want: number, key: string): Promise<Buffer> {
+async function readChunk(sys: Sys, fd: number, position: number, want: number, key: string): Promise<Buffer> {
   const buffer = Buffer.allocUnsafe(want);
   let filled = 0;
   while (filled < want) {
-    const { bytesRead } = await handle.read(buffer, filled, want - filled, position + filled);
+    const bytesRead = await sys.read(fd, buffer, filled, want - filled, position + filled);
     if (bytesRead === 0) throw blobError('UNAVAILABLE', `read ${key}: object shrank while reading`);
     filled += bytesRead;
   }
   return buffer;
+}
+
+/** A stream of one buffer already in memory. */
+function bufferStream(bytes: Buffer): Readable {
+  const stream = new Readable({ read() {} });
+  if (bytes.byteLength > 0) stream.push(bytes);
+  stream.push(null);
+  return stream;
 }
