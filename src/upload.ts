@@ -460,14 +460,19 @@ export class Upload {
       nextPart: takeover ? current.nextPart + 1 : current.nextPart,
       takeovers: takeover ? current.takeovers + 1 : current.takeovers,
     };
-    if (next.nextPart > this.driver.limits.maxParts) {
+    if (withMultipart) this.checkPartNumber(next.nextPart); // a part follows; a commit stages none
+    if (withMultipart) await this.swapWithMultipart(next, signal);
+    else await this.swap(next, signal);
+  }
+
+  /** A part past the driver's last part number fails before anything is written. */
+  private checkPartNumber(partNumber: number): void {
+    if (partNumber > this.driver.limits.maxParts) {
       throw blobError(
         'BLOB_UPLOAD_INVALID',
         `upload ${this.id} would exceed ${this.driver.limits.maxParts} parts`,
       );
     }
-    if (withMultipart) await this.swapWithMultipart(next, signal);
-    else await this.swap(next, signal);
   }
 
   /**
@@ -525,6 +530,7 @@ export class Upload {
     // A takeover of an expired claim (its owner crashed or stalled) is counted as in claim().
     const takeover = record.claim !== null && record.claim.owner !== this.owner;
     const partNumber = takeover ? record.nextPart + 1 : record.nextPart;
+    if (held) this.checkPartNumber(partNumber); // `claim` checked it otherwise
     const size = pending + piece.size;
     const progress = (ref: PartRef): UploadRecord => ({
       ...record,

@@ -316,6 +316,23 @@ describe('uploads', () => {
  * writing a claim first: one state write per append. These are the windows that hold
  * must close.
  */
+describe('uploads at the last part number', () => {
+  it('claims: an upload of exactly maxParts parts commits; one more part is BLOB_UPLOAD_INVALID', async () => {
+    const memory = createMemoryDriver();
+    const driver = Object.create(memory) as typeof memory;
+    Object.defineProperty(driver, 'limits', { value: { ...memory.limits, maxParts: 2 } });
+    const store = await openStore(driver);
+    const upload = await store.uploads.start();
+    const part = memory.limits.minPartSize;
+    const chunks = [randomBytes(part), randomBytes(part)];
+    for (const [i, chunk] of chunks.entries()) await upload.append(chunk, { offset: i * part });
+    expect(await codeOf(upload.append(randomBytes(part), { offset: 2 * part }))).toBe('BLOB_UPLOAD_INVALID');
+    const whole = Buffer.concat(chunks);
+    expect((await upload.commit({ digest: sha256(whole) })).size).toBe(2 * part);
+    expect((await collectBody(await store.get(sha256(whole), { verify: true }))).equals(whole)).toBe(true);
+  });
+});
+
 describe('uploads on a driver that holds part ranges (fs)', () => {
   const roots: string[] = [];
   afterEach(() => {
@@ -328,6 +345,23 @@ describe('uploads on a driver that holds part ranges (fs)', () => {
     const b = await openStore(createFsDriver({ root }));
     return { a, b };
   }
+
+  it('an append past the last part number fails BLOB_UPLOAD_INVALID before writing, and the upload still commits', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'blobcore-upload-parts-'));
+    roots.push(root);
+    const fs = createFsDriver({ root });
+    const driver = Object.create(fs) as typeof fs;
+    Object.defineProperty(driver, 'limits', { value: { ...fs.limits, maxParts: 2 } });
+    const store = await openStore(driver);
+    const upload = await store.uploads.start();
+    const chunks = [randomBytes(1000), randomBytes(1000)];
+    for (const [i, chunk] of chunks.entries()) await upload.append(chunk, { offset: i * 1000 });
+    expect(await codeOf(upload.append(randomBytes(1000), { offset: 2000 }))).toBe('BLOB_UPLOAD_INVALID');
+    expect((await upload.status()).offset).toBe(2000);
+    const whole = Buffer.concat(chunks);
+    expect((await upload.commit({ digest: sha256(whole) })).size).toBe(2000);
+    expect((await collectBody(await store.get(sha256(whole), { verify: true }))).equals(whole)).toBe(true);
+  });
 
   it('writes the state record once per append (no claim write)', async () => {
     const { a } = await twoFsStores();
