@@ -135,7 +135,16 @@ describe('fs small reads', () => {
   const driver = createFsDriver({ root: join(scratch, 'small'), durability: 'none' });
 
   it('reads objects up to one chunk whole, and those just past it through the stream, byte for byte', async () => {
-    for (const size of [0, 1, 4096, READ_CHUNK_BYTES, READ_CHUNK_BYTES + 1]) {
+    for (const size of [
+      0,
+      1,
+      4096,
+      16 * 1024 - 1,
+      16 * 1024,
+      16 * 1024 + 1,
+      READ_CHUNK_BYTES,
+      READ_CHUNK_BYTES + 1,
+    ]) {
       const body = randomBytes(size);
       await driver.write(`small/${size}`, body);
       const read = await collectBody(await driver.read(`small/${size}`));
@@ -143,6 +152,8 @@ describe('fs small reads', () => {
       const tail = await collectBody(await driver.read(`small/${size}`, { offset: size, length: 5 }));
       expect(tail.byteLength).toBe(0);
     }
+    // A prefix of other keys is not an object.
+    await rejectsCode(driver.read('small'), 'NOT_FOUND');
   });
 
   it('collecting a stream that closes before its end fails with UNAVAILABLE, not a short buffer', async () => {
