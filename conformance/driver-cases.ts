@@ -721,6 +721,18 @@ export function driverCases(selection: CaseSelection): DriverCase[] {
     assert.deepEqual(await listAll(driver, ''), [], 'list after delete');
   });
 
+  add(
+    'delete: a lazy delete (may be undone by a crash) is visible at once like any other',
+    async ({ driver }) => {
+      await driver.write('lazy/x', Buffer.from('x'));
+      assert.equal(await driver.delete('lazy/x', { lazy: true }), true, 'lazy delete of an existing key');
+      assert.equal(await driver.stat('lazy/x'), null, 'stat after a lazy delete');
+      await rejectsWithCode(driver.read('lazy/x'), 'NOT_FOUND', 'read after a lazy delete');
+      assert.deepEqual(await listAll(driver, 'lazy/'), [], 'list after a lazy delete');
+      assert.equal(await driver.delete('lazy/x', { lazy: true }), false, 'lazy delete of a missing key');
+    },
+  );
+
   add('delete: deleting d/f keeps d/fsuffix, d/fx/y and d/e', async ({ driver }) => {
     for (const key of ['d/e', 'd/f', 'd/fsuffix', 'd/fx/y']) await driver.write(key, Buffer.from(key));
     assert.equal(await driver.delete('d/f'), true);

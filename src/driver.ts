@@ -21,6 +21,17 @@ export interface SignalOptions {
   signal?: AbortSignal | undefined;
 }
 
+export interface DeleteOptions extends SignalOptions {
+  /**
+   * The delete may be lost if the machine crashes soon after (the key comes back), and the
+   * caller does not need to wait for it to be durable: what it removes is garbage that a
+   * later pass finds again (swept bytes without an index become GC orphans). Drivers that
+   * make each change durable on its own (fs, pvc: a directory fsync) skip that for it;
+   * the delete is visible to every reader at once either way.
+   */
+  lazy?: boolean | undefined;
+}
+
 export interface ObjectStat {
   size: number;
   /** Opaque version tag; changes whenever the object is rewritten. Used for `ifMatch`. */
@@ -146,7 +157,7 @@ export interface Driver {
   /** Atomic: readers see the old object or the whole new one, never a part. */
   write(key: string, body: Body, options?: WriteOptions): Promise<WriteResult>;
   /** Resolves true if something was deleted, false if the key was missing. */
-  delete(key: string, options?: SignalOptions): Promise<boolean>;
+  delete(key: string, options?: DeleteOptions): Promise<boolean>;
   list(prefix: string, options?: ListOptions): Promise<ListPage>;
 
   createMultipart(key: string, options?: SignalOptions): Promise<MultipartHandle>;

@@ -46,7 +46,7 @@
  *               single put (default 24 hours).
  */
 import { type BlobIndex, readIndexRecord } from './blob-index.js';
-import type { Driver, SignalOptions } from './driver.js';
+import type { DeleteOptions, Driver, SignalOptions } from './driver.js';
 import { blobError, isBlobcoreError, throwIfAborted } from './errors.js';
 import {
   CATALOG_MARKER,
@@ -327,6 +327,11 @@ class GarbageCollector {
     return { signal: this.options.signal };
   }
 
+  /** For deletes a crash may undo harmlessly: what they remove is found again as an orphan. */
+  private get lazy(): DeleteOptions {
+    return { signal: this.options.signal, lazy: true };
+  }
+
   private progress(phase: GcPhase, done: number, total?: number): void {
     this.options.onProgress?.(total === undefined ? { phase, done } : { phase, done, total });
   }
@@ -562,9 +567,10 @@ class GarbageCollector {
       this.report.resurrected += 1;
       return;
     }
-    if (await this.driver.delete(record.data, this.signal)) this.report.bytesFreed += record.size;
+    // The index is gone durably; bytes whose delete a crash undoes are an orphan for later.
+    if (await this.driver.delete(record.data, this.lazy)) this.report.bytesFreed += record.size;
     // Most blobs were never touched (a plain push): no record, nothing to delete.
-    if (touch && !referenced) await this.driver.delete(touchKey(digest), this.signal);
+    if (touch && !referenced) await this.driver.delete(touchKey(digest), this.lazy);
     this.swept.add(digest);
     this.report.swept += 1;
   }
@@ -580,7 +586,7 @@ class GarbageCollector {
       if (!isBlobcoreError(error, 'PRECONDITION_FAILED')) throw error;
       const current = await readIndexRecord(this.driver, candidate.digest, this.signal);
       if (current && current.data !== candidate.record.data)
-        await this.driver.delete(candidate.record.data, this.signal);
+        await this.driver.delete(candidate.record.data, this.lazy);
     }
   }
 
@@ -603,7 +609,9 @@ class GarbageCollector {
     await forEachLimit(stale, this.concurrency, async ({ key, digest, link }) => {
       this.guard();
       const entry = link ? null : await readJsonKey<unknown>(this.driver, key, this.signal);
-      if (!(await this.driver.delete(key, this.signal)) || (!link && entry === null)) return;
+      // A blob link that a crash brings back names a blob that is not stored: harmless.
+      const deleted = await this.driver.delete(key, link ? this.lazy : this.signal);
+      if (!deleted || (!link && entry === null)) return;
       const index = await readIndexRecord(this.driver, digest, this.signal);
       if (index === null) return;
       const restored = link
@@ -637,7 +645,7 @@ class GarbageCollector {
     } else if (current.data !== entry.record.data) {
       // Restored after a fresh copy was published: our bytes are the stray ones. (Same
       // data: never deleted, restored, or spared; nothing to finish.)
-      await this.driver.delete(entry.record.data, this.signal);
+      await this.driver.delete(entry.record.data, this.lazy);
     }
   }
 
@@ -712,7 +720,7 @@ class GarbageCollector {
         return;
       this.guard();
       this.report.orphansRemoved += 1;
-      await this.driver.delete(key, this.signal);
+      await this.driver.delete(key, this.lazy);
     });
   }
 }

@@ -218,7 +218,7 @@ export class BlobStore {
     try {
       this.checkResult(expected, digest, size, written);
     } catch (error) {
-      await this.driver.delete(dataKey).catch(() => false);
+      await this.driver.delete(dataKey, { lazy: true }).catch(() => false);
       throw error;
     }
     return this.commitData(digest, written, dataKey, signal);
@@ -249,10 +249,11 @@ export class BlobStore {
         { v: 1, digest, size, data: dataKey, created: new Date().toISOString() },
         { signal },
       );
-      if (!created) await this.driver.delete(dataKey).catch(() => false);
+      // Bytes no index names: if a crash undoes the delete, GC removes them as an orphan.
+      if (!created) await this.driver.delete(dataKey, { lazy: true }).catch(() => false);
       return { digest, size: record.size, deduplicated: !created };
     } catch (error) {
-      await this.driver.delete(dataKey).catch(() => false);
+      await this.driver.delete(dataKey, { lazy: true }).catch(() => false);
       throw error;
     }
   }

@@ -411,7 +411,7 @@ export class Upload {
     } catch (error) {
       this.hasher = null; // may have absorbed bytes the record does not hold
       await reader.close().catch(() => undefined);
-      for (const key of written) await this.driver.delete(key).catch(() => false);
+      for (const key of written) await this.driver.delete(key, { lazy: true }).catch(() => false);
       await this.releaseClaim();
       throw error;
     }
@@ -588,7 +588,8 @@ export class Upload {
       }
     }
     if (!held) await finish(ref);
-    for (const tail of record.tail) await this.driver.delete(tail.key).catch(() => false);
+    // Tails the record no longer names: a crash that undoes this leaves them to the upload's cleanup.
+    for (const tail of record.tail) await this.driver.delete(tail.key, { lazy: true }).catch(() => false);
   }
 
   async commit(options: CommitOptions): Promise<CommitResult> {
@@ -638,7 +639,7 @@ export class Upload {
       const actual = await this.rehash(digest.algorithm, signal);
       rehashedBytes = size;
       if (actual !== digest.value) {
-        await this.driver.delete(this.record.dataKey).catch(() => false);
+        await this.driver.delete(this.record.dataKey, { lazy: true }).catch(() => false);
         await this.discard();
         throw blobError(
           'DIGEST_INVALID',
@@ -651,7 +652,7 @@ export class Upload {
       { v: 1, digest: digest.value, size, data: this.record.dataKey, created: now() },
       { signal },
     );
-    if (!created) await this.driver.delete(this.record.dataKey).catch(() => false);
+    if (!created) await this.driver.delete(this.record.dataKey, { lazy: true }).catch(() => false);
     await this.linkCommitted(digest.value, size, signal);
     await this.discard();
     return { digest: digest.value, size: record.size, deduplicated: !created, rehashedBytes };

@@ -178,6 +178,15 @@ describe('fs driver: durability modes', () => {
     expect(after.dirSyncs - before.dirSyncs).toBe(1);
     await exercise(driver);
     expect(driver.stats().dirSyncs).toBeGreaterThanOrEqual(after.dirSyncs + 5);
+    // A delete syncs its directory; a lazy one (garbage a crash may bring back) does not.
+    await driver.write('k/three', Buffer.from('3'));
+    await driver.write('k/four', Buffer.from('4'));
+    const beforeDeletes = driver.stats().dirSyncs;
+    expect(await driver.delete('k/three')).toBe(true);
+    expect(driver.stats().dirSyncs - beforeDeletes).toBe(1);
+    expect(await driver.delete('k/four', { lazy: true })).toBe(true);
+    expect(driver.stats().dirSyncs - beforeDeletes).toBe(1);
+    expect(await driver.stat('k/four')).toBeNull();
   });
 
   it("objects written with 'full' are on the volume after unmount and remount", async () => {

@@ -74,6 +74,7 @@ import { isAbsolute } from 'node:path';
 import { Readable } from 'node:stream';
 import type {
   Body,
+  DeleteOptions,
   Driver,
   DriverCapabilities,
   DriverLimits,
@@ -958,7 +959,7 @@ export class PosixDriver implements Driver {
     }
   }
 
-  async delete(key: string, options: SignalOptions = {}): Promise<boolean> {
+  async delete(key: string, options: DeleteOptions = {}): Promise<boolean> {
     try {
       await this.ready();
       const path = this.objectPath(key);
@@ -971,7 +972,7 @@ export class PosixDriver implements Driver {
         }
       });
       if (removed) {
-        if (this.durability === 'full') await this.syncDir(parentOf(path));
+        if (this.durability === 'full' && options.lazy !== true) await this.syncDir(parentOf(path));
         this.pruner.note(parentOf(path));
       }
       return removed;
