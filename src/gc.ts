@@ -42,8 +42,9 @@
  *               deleted, and so are touch records of digests that are not stored (a
  *               push touched the blob while a GC swept it). Drivers with
  *               temp files sweep those of crashed writers (`driver.sweepTemp`). A put publishes its index right after its bytes, so this is the
- *               one place that relies on time: the orphan grace must exceed the longest
- *               single put (default 24 hours).
+ *               one place that relies on time: only bytes older than the orphan grace
+ *               *before this run started* go, so the grace must exceed the longest single
+ *               put (default 24 hours), however long the run takes.
  */
 import { type BlobIndex, readIndexRecord } from './blob-index.js';
 import type { DeleteOptions, Driver, SignalOptions } from './driver.js';
@@ -609,8 +610,9 @@ class GarbageCollector {
     await forEachLimit(stale, this.concurrency, async ({ key, digest, link }) => {
       this.guard();
       const entry = link ? null : await readJsonKey<unknown>(this.driver, key, this.signal);
-      // A blob link that a crash brings back names a blob that is not stored: harmless.
-      const deleted = await this.driver.delete(key, link ? this.lazy : this.signal);
+      // Durable, links too: one a crash brought back would show this repository a blob
+      // pushed again elsewhere later.
+      const deleted = await this.driver.delete(key, this.signal);
       if (!deleted || (!link && entry === null)) return;
       const index = await readIndexRecord(this.driver, digest, this.signal);
       if (index === null) return;
@@ -699,7 +701,9 @@ class GarbageCollector {
         touchKeys.push(key),
       ),
     ]);
-    const oldest = Date.now() - (this.options.orphanGraceMs ?? DEFAULTS.orphanGraceMs);
+    // Measured from the run's start, not from now: bytes published after the index
+    // listing are missing from `referenced`, and must be young at any sweep length.
+    const oldest = this.started - (this.options.orphanGraceMs ?? DEFAULTS.orphanGraceMs);
     const orphans = dataKeys.filter((key) => !referenced.has(key) && !liveUploads.has(key));
     // Touches of digests that are not stored (a push touched the blob as a GC swept it).
     // Its blob may have been published since the listing: checked again before deleting.

@@ -411,7 +411,7 @@ export class Upload {
     } catch (error) {
       this.hasher = null; // may have absorbed bytes the record does not hold
       await reader.close().catch(() => undefined);
-      for (const key of written) await this.driver.delete(key, { lazy: true }).catch(() => false);
+      for (const key of written) await this.driver.delete(key).catch(() => false);
       await this.releaseClaim();
       throw error;
     }
@@ -460,7 +460,9 @@ export class Upload {
       nextPart: takeover ? current.nextPart + 1 : current.nextPart,
       takeovers: takeover ? current.takeovers + 1 : current.takeovers,
     };
-    if (withMultipart) this.checkPartNumber(next.nextPart); // a part follows; a commit stages none
+    // A part follows, or the commit stages the tail as one more part.
+    if (withMultipart || (current.parts.length > 0 && tailSize(current) > 0))
+      this.checkPartNumber(next.nextPart);
     if (withMultipart) await this.swapWithMultipart(next, signal);
     else await this.swap(next, signal);
   }
@@ -588,8 +590,7 @@ export class Upload {
       }
     }
     if (!held) await finish(ref);
-    // Tails the record no longer names: a crash that undoes this leaves them to the upload's cleanup.
-    for (const tail of record.tail) await this.driver.delete(tail.key, { lazy: true }).catch(() => false);
+    for (const tail of record.tail) await this.driver.delete(tail.key).catch(() => false);
   }
 
   async commit(options: CommitOptions): Promise<CommitResult> {

@@ -294,6 +294,23 @@ describe('garbage collection', () => {
     expect(read.equals(bytes)).toBe(true);
   });
 
+  it('keeps the bytes of a blob put after GC listed the indexes, however long the sweep takes', async () => {
+    // The orphan cutoff counts from the run's start: bytes published after the listing are
+    // not among the referenced ones, and a sweep longer than the grace must not make them old.
+    const store = await openStore('memory:');
+    const bytes = Buffer.from('put while GC sweeps for longer than the orphan grace');
+    const report = await store.gc({
+      graceMs: 0,
+      orphanGraceMs: 200,
+      afterPhase: async (phase) => {
+        if (phase === 'candidates') await store.put(bytes);
+        if (phase === 'sweep') await sleep(400);
+      },
+    });
+    expect(report.orphansRemoved).toBe(0);
+    expect((await collectBody(await store.get(sha256(bytes), { verify: true }))).equals(bytes)).toBe(true);
+  });
+
   it('puts back a link that a push re-created while GC removed it, without reading it first', async () => {
     const store = await openStore('memory:');
     const layer = Buffer.from('swept, then pushed again');

@@ -331,6 +331,25 @@ describe('uploads at the last part number', () => {
     expect((await upload.commit({ digest: sha256(whole) })).size).toBe(2 * part);
     expect((await collectBody(await store.get(sha256(whole), { verify: true }))).equals(whole)).toBe(true);
   });
+
+  it('claims: a commit that would stage its tail as part maxParts + 1 is BLOB_UPLOAD_INVALID and keeps the upload', async () => {
+    const memory = createMemoryDriver();
+    const driver = Object.create(memory) as typeof memory;
+    Object.defineProperty(driver, 'limits', { value: { ...memory.limits, maxParts: 2 } });
+    const store = await openStore(driver);
+    const upload = await store.uploads.start();
+    const part = memory.limits.minPartSize;
+    const chunks = [randomBytes(part), randomBytes(part), randomBytes(10)];
+    let offset = 0;
+    for (const chunk of chunks) {
+      await upload.append(chunk, { offset });
+      offset += chunk.byteLength;
+    }
+    const whole = Buffer.concat(chunks);
+    expect(await codeOf(upload.commit({ digest: sha256(whole) }))).toBe('BLOB_UPLOAD_INVALID');
+    expect((await upload.status()).offset).toBe(offset);
+    expect(await store.stat(sha256(whole))).toBeNull();
+  });
 });
 
 describe('uploads on a driver that holds part ranges (fs)', () => {

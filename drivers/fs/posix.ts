@@ -57,6 +57,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   type BigIntStats,
   chmodSync,
+  close as closeDescriptor,
   closeSync,
   type Dirent,
   fstatSync,
@@ -326,6 +327,10 @@ function rangesOverlap(aStart: number, aEnd: number, bStart: number, bEnd: numbe
 const PART_SYNC_BYTES = 4 * 1024 * 1024;
 /** A whole read on a local filesystem starts with one pread of this size (see `read`). */
 const SMALL_READ_BYTES = 16 * 1024;
+/** Filesystems whose short read of a regular file means its end (not FUSE, 9p, network). */
+const SHORT_READ_IS_END: ReadonlySet<string> = new Set(['ext4', 'xfs', 'btrfs', 'tmpfs', 'overlay']);
+/** Closes the descriptor of a read stream dropped without being ended or destroyed. */
+const abandonedReads = new FinalizationRegistry<number>((fd) => closeDescriptor(fd, () => {}));
 
 export class PosixDriver implements Driver {
   readonly name: string;
@@ -835,9 +840,9 @@ export class PosixDriver implements Driver {
         throw error;
       }
       const offset = options.offset ?? 0;
-      if (offset === 0 && options.length === undefined && !this.fsInfo.network) {
-        // Whole small objects (records, small blobs) in one pread and no fstat: a local
-        // filesystem returns less than asked only at the end of a regular file.
+      if (offset === 0 && options.length === undefined && SHORT_READ_IS_END.has(this.fsInfo.family)) {
+        // Whole small objects (records, small blobs) in one pread and no fstat: these local
+        // filesystems return less than asked only at the end of a regular file.
         const head = Buffer.allocUnsafe(SMALL_READ_BYTES);
         const bytesRead = await this.sys.read(fd, head, 0, SMALL_READ_BYTES, 0);
         if (bytesRead < SMALL_READ_BYTES) {
@@ -891,7 +896,8 @@ export class PosixDriver implements Driver {
       position += want;
       return chunk;
     };
-    return new Readable({
+    const owner = {}; // unregisters the stream from `abandonedReads` once it closes its descriptor
+    const stream = new Readable({
       highWaterMark: READ_CHUNK_BYTES,
       read() {
         const current = ahead ?? readNext();
@@ -910,6 +916,7 @@ export class PosixDriver implements Driver {
         );
       },
       destroy(error, callback) {
+        abandonedReads.unregister(owner);
         // Close only after the read still in flight (the one read ahead) has returned:
         // a descriptor closed under a queued read could be reused by another open.
         const close = () =>
@@ -920,6 +927,8 @@ export class PosixDriver implements Driver {
         inFlight.then(close, close);
       },
     });
+    abandonedReads.register(stream, fd, owner);
+    return stream;
   }
 
   async write(key: string, body: Body, options: WriteOptions = {}): Promise<WriteResult> {
