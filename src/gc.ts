@@ -294,7 +294,7 @@ class GarbageCollector {
   private readonly marked = new Set<string>();
   private readonly swept = new Set<string>();
   /** Every digest indexed when `candidates` listed them, for `orphans`. */
-  private readonly indexed: string[] = [];
+  private readonly indexed = new Set<string>();
   /** Data keys of index records already read by `candidates`. */
   private readonly dataKeys = new Map<string, string>();
   private lock: GcLock;
@@ -467,7 +467,7 @@ class GarbageCollector {
     const unmarked: string[] = [];
     await forEachKey(this.driver, digestShardPrefixes('blobs/'), this.concurrency, this.signal, (key) => {
       const digest = digestFromKey(key);
-      this.indexed.push(digest);
+      this.indexed.add(digest);
       if (!this.marked.has(digest)) unmarked.push(digest);
     });
     const candidates: Candidate[] = [];
@@ -684,8 +684,8 @@ class GarbageCollector {
    */
   private async removeOrphans(liveUploads: Set<string>): Promise<void> {
     const referenced = new Set<string>(this.dataKeys.values());
-    const stored = new Set<string>(this.indexed);
-    const unread = this.indexed.filter((digest) => !this.dataKeys.has(digest));
+    const stored = this.indexed;
+    const unread = [...stored].filter((digest) => !this.dataKeys.has(digest));
     // The data and touch keys are listed while the remaining indexes are read.
     const dataKeys: string[] = [];
     const touchKeys: string[] = [];

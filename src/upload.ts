@@ -169,6 +169,11 @@ function now(): string {
   return new Date().toISOString();
 }
 
+/** A commit of this record uploads its tail as one more part (it has parts, and a tail). */
+function stagesTailAsPart(record: UploadRecord): boolean {
+  return record.parts.length > 0 && tailSize(record) > 0;
+}
+
 function tailSize(record: UploadRecord): number {
   return record.tail.reduce((sum, tail) => sum + tail.size, 0);
 }
@@ -461,8 +466,7 @@ export class Upload {
       takeovers: takeover ? current.takeovers + 1 : current.takeovers,
     };
     // A part follows, or the commit stages the tail as one more part.
-    if (withMultipart || (current.parts.length > 0 && tailSize(current) > 0))
-      this.checkPartNumber(next.nextPart);
+    if (withMultipart || stagesTailAsPart(current)) this.checkPartNumber(next.nextPart);
     if (withMultipart) await this.swapWithMultipart(next, signal);
     else await this.swap(next, signal);
   }
@@ -678,7 +682,7 @@ export class Upload {
     }
     const multipart = record.multipart as MultipartHandle;
     const parts = [...record.parts];
-    if (pending > 0) {
+    if (stagesTailAsPart(record)) {
       parts.push(
         await driver.uploadPart(multipart, record.nextPart, record.offset - pending, tailBytes(), pending, {
           signal,

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createFsDriver } from '../drivers/fs/index.js';
 import { createMemoryDriver, MemoryBackend } from '../drivers/memory/index.js';
 import { collectBody } from '../src/bytes.js';
+import type { Driver } from '../src/driver.js';
 import { openStore, type StoreOptions } from '../src/store.js';
 import { codeOf, errorOf, MiB, random, sha256, streamOf } from './helpers.js';
 
@@ -15,6 +16,13 @@ async function twoStores(options: StoreOptions = {}) {
   const a = await openStore(createMemoryDriver({ backend }), options);
   const b = await openStore(createMemoryDriver({ backend }), options);
   return { a, b, backend };
+}
+
+/** The same driver with fewer part numbers, to reach the last one with small uploads. */
+function withMaxParts<T extends Driver>(driver: T, maxParts: number): T {
+  const limited = Object.create(driver) as T;
+  Object.defineProperty(limited, 'limits', { value: { ...driver.limits, maxParts } });
+  return limited;
 }
 
 async function readBlob(store: Awaited<ReturnType<typeof openStore>>, digest: string): Promise<Buffer> {
@@ -310,18 +318,10 @@ describe('uploads', () => {
   });
 });
 
-/**
- * Drivers with capabilities.exclusiveParts (fs, pvc) stage a part under a hold on its
- * range, and the store checks and swaps its state record inside that hold instead of
- * writing a claim first: one state write per append. These are the windows that hold
- * must close.
- */
 describe('uploads at the last part number', () => {
   it('claims: an upload of exactly maxParts parts commits; one more part is BLOB_UPLOAD_INVALID', async () => {
     const memory = createMemoryDriver();
-    const driver = Object.create(memory) as typeof memory;
-    Object.defineProperty(driver, 'limits', { value: { ...memory.limits, maxParts: 2 } });
-    const store = await openStore(driver);
+    const store = await openStore(withMaxParts(memory, 2));
     const upload = await store.uploads.start();
     const part = memory.limits.minPartSize;
     const chunks = [randomBytes(part), randomBytes(part)];
@@ -334,9 +334,7 @@ describe('uploads at the last part number', () => {
 
   it('claims: a commit that would stage its tail as part maxParts + 1 is BLOB_UPLOAD_INVALID and keeps the upload', async () => {
     const memory = createMemoryDriver();
-    const driver = Object.create(memory) as typeof memory;
-    Object.defineProperty(driver, 'limits', { value: { ...memory.limits, maxParts: 2 } });
-    const store = await openStore(driver);
+    const store = await openStore(withMaxParts(memory, 2));
     const upload = await store.uploads.start();
     const part = memory.limits.minPartSize;
     const chunks = [randomBytes(part), randomBytes(part), randomBytes(10)];
@@ -352,6 +350,12 @@ describe('uploads at the last part number', () => {
   });
 });
 
+/**
+ * Drivers with capabilities.exclusiveParts (fs, pvc) stage a part under a hold on its
+ * range, and the store checks and swaps its state record inside that hold instead of
+ * writing a claim first: one state write per append. These are the windows that hold
+ * must close.
+ */
 describe('uploads on a driver that holds part ranges (fs)', () => {
   const roots: string[] = [];
   afterEach(() => {
@@ -368,10 +372,7 @@ describe('uploads on a driver that holds part ranges (fs)', () => {
   it('an append past the last part number fails BLOB_UPLOAD_INVALID before writing, and the upload still commits', async () => {
     const root = mkdtempSync(join(tmpdir(), 'blobcore-upload-parts-'));
     roots.push(root);
-    const fs = createFsDriver({ root });
-    const driver = Object.create(fs) as typeof fs;
-    Object.defineProperty(driver, 'limits', { value: { ...fs.limits, maxParts: 2 } });
-    const store = await openStore(driver);
+    const store = await openStore(withMaxParts(createFsDriver({ root }), 2));
     const upload = await store.uploads.start();
     const chunks = [randomBytes(1000), randomBytes(1000)];
     for (const [i, chunk] of chunks.entries()) await upload.append(chunk, { offset: i * 1000 });

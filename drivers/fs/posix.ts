@@ -839,40 +839,43 @@ export class PosixDriver implements Driver {
         if (isErrno(error, 'ENOENT', 'ENOTDIR')) throw blobError('NOT_FOUND', `no such key: ${key}`);
         throw error;
       }
-      const offset = options.offset ?? 0;
-      if (offset === 0 && options.length === undefined && SHORT_READ_IS_END.has(this.fsInfo.family)) {
-        // Whole small objects (records, small blobs) in one pread and no fstat: these local
-        // filesystems return less than asked only at the end of a regular file.
-        const head = Buffer.allocUnsafe(SMALL_READ_BYTES);
-        const bytesRead = await this.sys.read(fd, head, 0, SMALL_READ_BYTES, 0);
-        if (bytesRead < SMALL_READ_BYTES) {
-          const owned = fd;
-          fd = undefined;
-          await this.sys.closeFd(owned);
-          return bufferStream(head.subarray(0, bytesRead));
-        }
+      const body = await this.readOpened(fd, key, options);
+      if (body instanceof Readable) {
+        fd = undefined; // owned by the stream now
+        return body;
       }
-      const stat = await this.sys.fstat(fd);
-      if (!stat.isFile()) throw blobError('NOT_FOUND', `no such key: ${key}`);
-      const size = stat.size;
-      if (offset > size) throw blobError('RANGE_INVALID', `offset ${offset} is past the end (${size} bytes)`);
-      const end = options.length === undefined ? size : Math.min(size, offset + options.length);
-      if (end - offset <= READ_CHUNK_BYTES) {
-        // Records and small blobs: one read, no read-ahead machinery.
-        const bytes = await readChunk(this.sys, fd, offset, end - offset, key);
-        const owned = fd;
-        fd = undefined;
-        await this.sys.closeFd(owned);
-        return bufferStream(bytes);
-      }
-      const stream = this.rangeStream(fd, offset, end, key);
-      fd = undefined; // owned by the stream now
-      return stream;
+      const owned = fd;
+      fd = undefined;
+      await this.sys.closeFd(owned);
+      return bufferStream(body);
     } catch (error) {
       if (fd !== undefined) await this.sys.closeFd(fd).catch(() => {});
       if (isErrno(error, 'EISDIR')) throw blobError('NOT_FOUND', `no such key: ${key}`);
       throw this.fail(error, `read ${key}`);
     }
+  }
+
+  /**
+   * The requested range of an open object: small ones as bytes (the caller closes `fd`),
+   * larger ones as a stream that owns `fd`.
+   */
+  private async readOpened(fd: number, key: string, options: ReadOptions): Promise<Buffer | Readable> {
+    const offset = options.offset ?? 0;
+    if (offset === 0 && options.length === undefined && SHORT_READ_IS_END.has(this.fsInfo.family)) {
+      // Whole small objects (records, small blobs) in one pread and no fstat: these local
+      // filesystems return less than asked only at the end of a regular file.
+      const head = Buffer.allocUnsafe(SMALL_READ_BYTES);
+      const bytesRead = await this.sys.read(fd, head, 0, SMALL_READ_BYTES, 0);
+      if (bytesRead < SMALL_READ_BYTES) return head.subarray(0, bytesRead);
+    }
+    const stat = await this.sys.fstat(fd);
+    if (!stat.isFile()) throw blobError('NOT_FOUND', `no such key: ${key}`);
+    const size = stat.size;
+    if (offset > size) throw blobError('RANGE_INVALID', `offset ${offset} is past the end (${size} bytes)`);
+    const end = options.length === undefined ? size : Math.min(size, offset + options.length);
+    // Up to one chunk (records, small blobs): one read, no read-ahead machinery.
+    if (end - offset <= READ_CHUNK_BYTES) return readChunk(this.sys, fd, offset, end - offset, key);
+    return this.rangeStream(fd, offset, end, key);
   }
 
   /**
