@@ -9,6 +9,12 @@
         ["OS=='linux'", { "ldflags": ["-Wl,-z,now"] }],
         ["OS=='mac'", { "xcode_settings": { "OTHER_LDFLAGS": ["-Wl,-bind_at_load"] } }]
       ]
+    },
+    {
+      "target_name": "blobcore_buffers",
+      "sources": ["native/buffer-pool.c"],
+      "defines": ["NAPI_VERSION=8", "_POSIX_C_SOURCE=200112L"],
+      "cflags": ["-std=c11"]
     }
   ]
 }

@@ -1,13 +1,15 @@
 #!/usr/bin/env node
-// Builds the native SHA-256 addon (native/sha256.c → build/Release/blobcore_sha256.node)
-// with node-gyp, offline, as the package's `install` script.
+// Builds the native addons with node-gyp, offline, as the package's `install` script:
+// native/sha256.c → build/Release/blobcore_sha256.node (resumable SHA-256) and
+// native/buffer-pool.c → build/Release/blobcore_buffers.node (recycled read buffers).
 //
 // - node-gyp: the one npm bundles (npm sets `npm_config_node_gyp` for lifecycle scripts);
 //   when run by hand, npm's bundled copy next to this `node`, else a local node_modules one.
 // - headers: npm's `nodedir` setting if any; otherwise, when this `node` has its headers
 //   installed beside it (<prefix>/include/node), `--nodedir=<prefix>`, so nothing is downloaded.
 // - never fails the install: on any failure it prints one clear notice and exits 0, and
-//   blobcore falls back to hash-wasm at run time (saying so once on stderr).
+//   blobcore falls back at run time: hash-wasm for hashing (saying so once on stderr),
+//   plain Buffers for reads.
 import { spawnSync } from 'node:child_process';
 import { existsSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -15,11 +17,11 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const addon = join(root, 'build', 'Release', 'blobcore_sha256.node');
+const addons = ['blobcore_sha256', 'blobcore_buffers'].map((name) =>
+  join(root, 'build', 'Release', `${name}.node`),
+);
 const notice = (why) =>
-  console.error(
-    `blobcore: native SHA-256 addon not built (${why}); hashing will use the slower hash-wasm fallback`,
-  );
+  console.error(`blobcore: native addons not built (${why}); hashing will use the slower hash-wasm fallback`);
 
 function findNodeGyp() {
   const fromNpm = process.env.npm_config_node_gyp;
@@ -59,13 +61,15 @@ function main() {
     const why = run.error ? run.error.message : `node-gyp exited with ${run.status ?? run.signal}`;
     return notice(why);
   }
-  try {
-    // Loading proves the symbols resolve (the addon is linked with -z now).
-    createRequire(import.meta.url)(addon);
-  } catch (error) {
-    return notice(`built but failed to load: ${error instanceof Error ? error.message : String(error)}`);
+  for (const addon of addons) {
+    try {
+      // Loading proves the symbols resolve (the SHA-256 addon is linked with -z now).
+      createRequire(import.meta.url)(addon);
+    } catch (error) {
+      return notice(`${addon} failed to load: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
-  console.error(`blobcore: built native SHA-256 addon ${addon}`);
+  console.error(`blobcore: built native addons ${addons.join(', ')}`);
 }
 
 main();

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createFsDriver } from '../drivers/fs/index.js';
-import { FileSink, READ_CHUNK_BYTES, writeBody } from '../drivers/fs/sys.js';
+import { FileSink, READ_CHUNK_BYTES, STREAM_CHUNK_BYTES, writeBody } from '../drivers/fs/sys.js';
 import { collectBody } from '../src/bytes.js';
 import { MiB, rejectsCode } from './fixtures/fs-harness/helpers.js';
 
@@ -89,7 +89,7 @@ describe('fs read stream read-ahead', () => {
     expect(createHash('sha256').update(whole).digest('hex')).toBe(
       createHash('sha256').update(body).digest('hex'),
     );
-    const edge = READ_CHUNK_BYTES;
+    const edge = STREAM_CHUNK_BYTES;
     const range = Buffer.concat(
       await (await driver.read('ra/whole', { offset: edge - 7, length: 2 * edge + 14 })).toArray(),
     );
@@ -97,11 +97,11 @@ describe('fs read stream read-ahead', () => {
   });
 
   it('an object that shrinks while read fails the stream with UNAVAILABLE, never a short clean end', async () => {
-    await driver.write('ra/shrinks', randomBytes(8 * READ_CHUNK_BYTES));
+    await driver.write('ra/shrinks', randomBytes(3 * STREAM_CHUNK_BYTES));
     const stream = await driver.read('ra/shrinks');
     const iterator = stream[Symbol.asyncIterator]();
     const first = await iterator.next();
-    expect((first.value as Buffer).byteLength).toBe(READ_CHUNK_BYTES);
+    expect((first.value as Buffer).byteLength).toBe(STREAM_CHUNK_BYTES);
     truncateSync(join(scratch, 'store/v1/objects/ra,/shrinks'), 10);
     const drained = (async () => {
       for (;;) if ((await iterator.next()).done) return;

@@ -73,6 +73,7 @@ import {
 import type { FileHandle } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
 import { Readable } from 'node:stream';
+import { BufferPool } from '../../src/buffer-pool.js';
 import type {
   Body,
   DeleteOptions,
@@ -114,6 +115,7 @@ import {
   mapFsError,
   READ_CHUNK_BYTES,
   type RetryPolicy,
+  STREAM_CHUNK_BYTES,
   Sys,
   writeBody,
 } from './sys.js';
@@ -329,6 +331,12 @@ const PART_SYNC_BYTES = 4 * 1024 * 1024;
 const SMALL_READ_BYTES = 16 * 1024;
 /** Filesystems whose short read of a regular file means its end (not FUSE, 9p, network). */
 const SHORT_READ_IS_END: ReadonlySet<string> = new Set(['ext4', 'xfs', 'btrfs', 'tmpfs', 'overlay']);
+/**
+ * Stream chunks come from a pool that recycles a chunk's memory once its consumer drops it
+ * (src/buffer-pool.ts): fresh memory for every chunk held a 256 MiB read to 0.67 GB/s.
+ * 32 MiB idle covers what one garbage collection gives back during a fast read.
+ */
+const streamBuffers = new BufferPool(STREAM_CHUNK_BYTES, 32 * 1024 * 1024);
 /** Closes the descriptor of a read stream dropped without being ended or destroyed. */
 const abandonedReads = new FinalizationRegistry<number>((fd) => closeDescriptor(fd, () => {}));
 
@@ -891,9 +899,9 @@ export class PosixDriver implements Driver {
     let inFlight: Promise<unknown> = Promise.resolve();
     const fail = (error: unknown) => this.fail(error, `read ${key}`);
     const readNext = (): Promise<Buffer> | undefined => {
-      const want = Math.min(READ_CHUNK_BYTES, end - position);
+      const want = Math.min(STREAM_CHUNK_BYTES, end - position);
       if (want <= 0) return undefined;
-      const chunk = readChunk(sys, fd, position, want, key);
+      const chunk = readChunk(sys, fd, position, want, key, streamBuffers.take());
       chunk.catch(() => {}); // observed when it is taken, or dropped with the stream
       inFlight = chunk;
       position += want;
@@ -901,7 +909,7 @@ export class PosixDriver implements Driver {
     };
     const owner = {}; // unregisters the stream from `abandonedReads` once it closes its descriptor
     const stream = new Readable({
-      highWaterMark: READ_CHUNK_BYTES,
+      highWaterMark: STREAM_CHUNK_BYTES,
       read() {
         const current = ahead ?? readNext();
         ahead = undefined;
@@ -1622,8 +1630,15 @@ export function withExtras(guarded: Driver, inner: PosixDriver): PosixDriverHand
 }
 
 /** Reads exactly `want` bytes at `position`, across short reads; a file that ends early is an error. */
-async function readChunk(sys: Sys, fd: number, position: number, want: number, key: string): Promise<Buffer> {
-  const buffer = Buffer.allocUnsafe(want);
+async function readChunk(
+  sys: Sys,
+  fd: number,
+  position: number,
+  want: number,
+  key: string,
+  into?: Buffer,
+): Promise<Buffer> {
+  const buffer = into ? into.subarray(0, want) : Buffer.allocUnsafe(want);
   let filled = 0;
   while (filled < want) {
     const bytesRead = await sys.read(fd, buffer, filled, want - filled, position + filled);
