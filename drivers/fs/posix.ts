@@ -327,6 +327,8 @@ function rangesOverlap(aStart: number, aEnd: number, bStart: number, bEnd: numbe
  * while the rest of the chunk still streams and hashes.
  */
 const PART_SYNC_BYTES = 4 * 1024 * 1024;
+/** Staging folders whose key this process remembers (see openStaging). */
+const STAGING_KEYS_KEPT = 1024;
 /** A whole read on a local filesystem starts with one pread of this size (see `read`). */
 const SMALL_READ_BYTES = 16 * 1024;
 /** Filesystems whose short read of a regular file means its end (not FUSE, 9p, network). */
@@ -368,6 +370,8 @@ export class PosixDriver implements Driver {
   private statfsCache: { at: number; avail: number; capacity: number; pending: number } | undefined;
   private readonly longSegments = new Map<string, string>();
   private readonly counters: PosixStats = { fileSyncs: 0, dirSyncs: 0 };
+  /** Staging folders matched to their key by openStaging (oldest dropped past STAGING_KEYS_KEPT). */
+  private readonly stagingKeys = new Map<string, string>();
 
   constructor(config: PosixConfig) {
     if (!isAbsolute(config.root)) {
@@ -1129,11 +1133,17 @@ export class PosixDriver implements Driver {
     }
   }
 
-  /** The staging folder of a live upload for `handle.key`, or NOT_FOUND. */
-  private async openStaging(handle: MultipartHandle): Promise<string> {
+  /**
+   * The staging folder of a live upload for `handle.key`, or NOT_FOUND. With `verified`,
+   * a folder this process already matched to the key is trusted without reading meta.json
+   * again (upload ids are random, so a folder is never reused for another key; a folder
+   * removed since fails the caller's next open with NOT_FOUND).
+   */
+  private async openStaging(handle: MultipartHandle, verified = false): Promise<string> {
     const dir = this.stagingPath(handle);
     const missing = () => blobError('NOT_FOUND', `no multipart upload in progress for ${handle.key}`);
     if (!dir) throw missing();
+    if (verified && this.stagingKeys.get(dir) === handle.key) return dir;
     let meta: { key?: unknown };
     try {
       meta = JSON.parse((await this.sys.readFile(`${dir}/meta.json`)).toString('utf8')) as { key?: unknown };
@@ -1142,6 +1152,9 @@ export class PosixDriver implements Driver {
       throw error;
     }
     if (meta.key !== handle.key) throw missing();
+    if (this.stagingKeys.size >= STAGING_KEYS_KEPT)
+      this.stagingKeys.delete(this.stagingKeys.keys().next().value as string);
+    this.stagingKeys.set(dir, handle.key);
     return dir;
   }
 
@@ -1211,33 +1224,37 @@ export class PosixDriver implements Driver {
   ): Promise<PartRef> {
     try {
       await this.ready();
-      const dir = await this.openStaging(handle);
+      const dir = await this.openStaging(handle, true);
       await this.admit(size);
       const end = offset + size;
       if (!Number.isSafeInteger(end)) throw blobError('RANGE_INVALID', 'part ends past 2^53');
       const claim = await this.claim(dir, offset, end, handle.key);
       try {
         // The claim excludes every overlapping part and the completion seal, in any process.
-        await options.hold?.before();
-        // Receipts this write makes untrue go first, so a crash mid-write leaves none.
-        // (Listed after our claim: any receipt made since is for a range we do not overlap.)
-        for (const name of claim.names) {
-          const receipt = parseReceipt(name);
-          if (!receipt) continue;
-          const overlaps = rangesOverlap(receipt.offset, receipt.offset + receipt.size, offset, end);
-          if (overlaps || receipt.partNumber === partNumber) await this.sys.unlinkIfExists(`${dir}/${name}`);
-        }
-        let data: FileHandle;
-        try {
-          data = await this.sys.open(`${dir}/data`, 'r+');
-        } catch (error) {
+        // The caller's check and opening the data file are independent: run together.
+        const opening = this.sys.open(`${dir}/data`, 'r+');
+        const [checked, opened] = await Promise.allSettled([options.hold?.before(), opening]);
+        if (checked.status === 'rejected' || opened.status === 'rejected') {
+          if (opened.status === 'fulfilled') await opened.value.close().catch(() => {});
+          if (checked.status === 'rejected') throw checked.reason;
+          const error = (opened as PromiseRejectedResult).reason;
           if (isErrno(error, 'ENOENT')) {
             throw blobError('NOT_FOUND', `no multipart upload in progress for ${handle.key}`);
           }
           throw error;
         }
+        const data = opened.value;
         const etag = randomBytes(8).toString('hex');
         try {
+          // Receipts this write makes untrue go first, so a crash mid-write leaves none.
+          // (Listed after our claim: any receipt made since is for a range we do not overlap.)
+          for (const name of claim.names) {
+            const receipt = parseReceipt(name);
+            if (!receipt) continue;
+            const overlaps = rangesOverlap(receipt.offset, receipt.offset + receipt.size, offset, end);
+            if (overlaps || receipt.partNumber === partNumber)
+              await this.sys.unlinkIfExists(`${dir}/${name}`);
+          }
           const before = (await data.stat()).size;
           try {
             const sink = new FileSink(data, offset, undefined, this.earlySyncBytes(PART_SYNC_BYTES));
@@ -1251,19 +1268,26 @@ export class PosixDriver implements Driver {
             'wx',
             this.fileMode,
           );
-          await receipt.close();
           // The part's bytes (fdatasync: the size, not the mtime) and its receipt's name
           // (directory fsync) are made durable together, in one journal commit where the
           // filesystem batches them; both before the ref is handed out.
           await Promise.all([
+            receipt.close(),
             this.durability !== 'none' ? this.dataSync(data) : undefined,
             this.durability === 'full' ? this.syncDir(dir) : undefined,
           ]);
-        } finally {
+        } catch (error) {
           await data.close().catch(() => {});
+          throw error;
         }
+        // The data file's close runs alongside the caller's record swap.
+        const closing = data.close().catch(() => {});
         const ref = { partNumber, size, etag };
-        await options.hold?.after(ref);
+        try {
+          await options.hold?.after(ref);
+        } finally {
+          await closing;
+        }
         return ref;
       } finally {
         await this.releaseClaim(claim);

@@ -1,0 +1,81 @@
+/**
+ * HashTap (src/stream/hashing.ts): chunks are hashed exactly once and in order, the hash
+ * trails the consumer by at most the chunk it holds, and the last chunk is hashed in
+ * steps so I/O callbacks run in between (a driver's sync overlaps the end of the hash).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { HASH_STEP, HashTap, sliceBytes } from '../src/stream/hashing.js';
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+describe('HashTap', () => {
+  it('hashes every chunk handed out exactly once, in order, whatever the chunk sizes', async () => {
+    const body = randomBytes(3 * HASH_STEP + 12345);
+    const sizes = [1, 7, HASH_STEP - 1, HASH_STEP + 3, 64 * 1024, 0, 5];
+    const chunks: Buffer[] = [];
+    for (let at = 0, i = 0; at < body.length; i++) {
+      const size = Math.min(body.length - at, (sizes[i % sizes.length] as number) || 1);
+      chunks.push(body.subarray(at, at + size));
+      at += size;
+    }
+    const hash = createHash('sha256');
+    const tap = new HashTap([hash]);
+    const seen: Buffer[] = [];
+    for await (const chunk of tap.wrap(chunks)) {
+      seen.push(Buffer.from(chunk));
+      await nextTurn(); // background steps run meanwhile
+    }
+    expect(tap.finish()).toBe(body.length);
+    expect(Buffer.concat(seen).equals(body)).toBe(true);
+    expect(hash.digest('hex')).toBe(sha256(body));
+  });
+
+  it('trails the consumer by at most the chunk it holds', async () => {
+    const body = randomBytes(8 * HASH_STEP);
+    const tap = new HashTap([createHash('sha256')]);
+    let handedOut = 0;
+    for await (const chunk of tap.wrap(sliceBytes(body, 2 * HASH_STEP))) {
+      expect(tap.bytes).toBeGreaterThanOrEqual(handedOut); // everything before this chunk
+      handedOut += chunk.byteLength;
+    }
+    expect(tap.finish()).toBe(body.length);
+  });
+
+  it('hashes the last chunk in steps between turns of the event loop, and finish() the rest', async () => {
+    const body = randomBytes(6 * HASH_STEP);
+    const hash = createHash('sha256');
+    const tap = new HashTap([hash]);
+    for await (const _ of tap.wrap([body])) {
+      // the consumer's own I/O would run here
+    }
+    const progress: number[] = [tap.bytes];
+    for (let turn = 0; turn < 3; turn++) {
+      await nextTurn();
+      progress.push(tap.bytes);
+    }
+    expect(progress[0]).toBeLessThan(body.length);
+    expect(progress[3]).toBeGreaterThan(progress[0] as number); // stepped in the background
+    expect(progress[3]).toBeLessThan(body.length); // not in one go
+    expect(tap.finish()).toBe(body.length);
+    expect(hash.digest('hex')).toBe(sha256(body));
+    await nextTurn();
+    expect(tap.bytes).toBe(body.length); // a step left over after finish() hashes nothing twice
+  });
+
+  it('a consumer that stops early is hashed up to what it took', async () => {
+    const body = randomBytes(4 * HASH_STEP);
+    const hash = createHash('sha256');
+    const tap = new HashTap([hash]);
+    let taken = 0;
+    for await (const chunk of tap.wrap(sliceBytes(body, HASH_STEP))) {
+      taken += chunk.byteLength;
+      if (taken === 2 * HASH_STEP) break;
+    }
+    expect(tap.finish()).toBe(2 * HASH_STEP);
+    expect(hash.digest('hex')).toBe(sha256(body.subarray(0, 2 * HASH_STEP)));
+  });
+});
