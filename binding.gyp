@@ -13,7 +13,7 @@
     {
       "target_name": "blobcore_buffers",
       "sources": ["native/buffer-pool.c"],
-      "defines": ["NAPI_VERSION=8", "_POSIX_C_SOURCE=200112L"],
+      "defines": ["NAPI_VERSION=8"],
       "cflags": ["-std=c11"]
     }
   ]

@@ -13,7 +13,8 @@
  * recycled; nothing is ever overwritten while JavaScript can still see it.
  *
  * Every pool operation runs on the JS thread of the environment that created the pool
- * (Node runs external-buffer finalizers there), so no locking is needed.
+ * (Node runs external-buffer finalizers there, also at teardown, before the pool's own
+ * finalizer), so no locking is needed.
  *
  * Exports:
  *   createPool(slabBytes, maxIdle): External  a pool of slabBytes-sized slabs; at most
@@ -41,8 +42,6 @@ typedef struct pool {
   int closed;     /* the pool's handle is gone: slabs coming back are freed */
   slab_t *free_list;
 } pool_t;
-
-#define SLAB_ALIGN 4096
 
 static napi_value throw_type_error(napi_env env, const char *message) {
   napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
@@ -142,21 +141,27 @@ static napi_value Take(napi_env env, napi_callback_info info) {
     pool->free_list = slab->next;
     pool->idle--;
     memory = slab;
-  } else if (posix_memalign(&memory, SLAB_ALIGN, pool->slab_bytes) != 0) {
+  } else if ((memory = malloc(pool->slab_bytes)) == NULL) {
     return NULL; /* undefined: the caller allocates a plain Buffer */
   }
+  /* Counted as lent before the call: once Node has taken the memory, it runs
+   * slab_finalize even when creating the Buffer fails, possibly at once. */
+  pool->lent++;
   napi_value buffer;
-  if (napi_create_external_buffer(env, pool->slab_bytes, memory, slab_finalize, pool, &buffer) != napi_ok) {
-    free(memory);
-    /* e.g. napi_no_external_buffers_allowed (a V8 sandbox): clear any pending exception
-     * and let the caller fall back. */
+  napi_status status = napi_create_external_buffer(env, pool->slab_bytes, memory, slab_finalize, pool, &buffer);
+  if (status != napi_ok) {
+    if (status != napi_generic_failure) {
+      /* Refused before Node took the memory (e.g. napi_no_external_buffers_allowed in a
+       * V8 sandbox): it is still ours. After a generic failure the finalizer has it. */
+      pool->lent--;
+      free(memory);
+    }
     napi_value ignored;
     bool pending = false;
     if (napi_is_exception_pending(env, &pending) == napi_ok && pending)
       napi_get_and_clear_last_exception(env, &ignored);
-    return NULL;
+    return NULL; /* the caller falls back to a plain Buffer */
   }
-  pool->lent++;
   return buffer;
 }
 

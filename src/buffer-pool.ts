@@ -10,6 +10,11 @@
  *
  * Without the addon (not built, or a runtime that refuses external buffers) `take()`
  * returns `Buffer.allocUnsafe`: the same bytes, only without the reuse.
+ *
+ * What a consumer of such chunks should know (as with Node's own pooled small Buffers):
+ * a chunk shorter than the slab is a view, so its `.buffer` spans the whole slab, whose
+ * other bytes are earlier reads; and external memory cannot be transferred to a worker
+ * (`postMessage(chunk, [chunk.buffer])` throws; copy it instead).
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -57,11 +62,8 @@ export class BufferPool {
     useNative = true,
   ) {
     const found = useNative ? loadBinding() : null;
-    if (found)
-      this.native = {
-        binding: found,
-        pool: found.createPool(slabBytes, Math.floor(maxIdleBytes / slabBytes)),
-      };
+    const pool = found?.createPool(slabBytes, Math.floor(maxIdleBytes / slabBytes));
+    if (found && pool) this.native = { binding: found, pool };
   }
 
   /** Whether buffers are recycled (the addon is loaded). */
@@ -94,16 +96,22 @@ export class BufferPool {
     return this.native ? this.native.binding.trim(this.native.pool) : 0;
   }
 
+  /**
+   * Frees idle slabs once no `take()` has happened for IDLE_TRIM_MS, and keeps checking
+   * while slabs are still lent: they come back whenever V8 collects them, maybe later.
+   */
   private scheduleTrim(): void {
     if (this.trimTimer) return;
     const check = () => {
       const quiet = Date.now() - this.lastTake;
       if (quiet >= IDLE_TRIM_MS) {
-        this.trimTimer = undefined;
         this.trim();
-        return;
+        if (this.stats().lent === 0) {
+          this.trimTimer = undefined;
+          return;
+        }
       }
-      this.trimTimer = setTimeout(check, IDLE_TRIM_MS - quiet);
+      this.trimTimer = setTimeout(check, quiet >= IDLE_TRIM_MS ? IDLE_TRIM_MS : IDLE_TRIM_MS - quiet);
       this.trimTimer.unref();
     };
     this.trimTimer = setTimeout(check, IDLE_TRIM_MS);

@@ -10,6 +10,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   statSync,
@@ -29,6 +30,7 @@ import {
 import { currentOwner } from '../drivers/fs/owner.js';
 import { pvcDriverOptionsFromUrl } from '../drivers/pvc/index.js';
 import type { Driver } from '../src/driver.js';
+import { blobError } from '../src/errors.js';
 import {
   entries,
   hashing,
@@ -553,5 +555,48 @@ describe('fs driver: waits', () => {
     await runOps(spec(root), [{ op: 'write', key: 'x/y', text: 'from child' }]);
     await waitFor(() => existsSync(driver.objectPath('x/y')));
     expect(await readText(driver, 'x/y')).toBe('from child');
+  });
+});
+
+describe('fs driver: part writes under a hold', () => {
+  const openDescriptors = () => readdirSync('/proc/self/fd').length;
+
+  it('a failing hold check writes nothing and leaves no descriptor or claim behind', async () => {
+    const root = freshRoot(scratch);
+    const driver = createFsDriver({ root });
+    const handle = await driver.createMultipart('parts/held');
+    const staging = join(root, 'v1', 'staging', String(handle.uploadId));
+    const refused = blobError('RANGE_INVALID', 'the record moved on'); // as the store's check throws
+    const before = openDescriptors();
+    for (const hold of [
+      { before: async () => Promise.reject(refused), after: async () => {} },
+      {
+        before: () => {
+          throw refused; // a synchronous throw, not a rejected promise
+        },
+        after: async () => {},
+      },
+    ]) {
+      const failed = await driver
+        .uploadPart(handle, 1, 0, randomBytes(4096), 4096, { hold: hold as never })
+        .then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+      expect(failed).toBe(refused);
+    }
+    expect(openDescriptors()).toBe(before);
+    expect(readdirSync(staging).filter((name) => /^[cr]\./.test(name))).toEqual([]);
+    expect(statSync(join(staging, 'data')).size).toBe(0);
+  });
+
+  it('a part for an upload another instance aborted is NOT_FOUND, though this one knew its folder', async () => {
+    const root = freshRoot(scratch);
+    const mine = createFsDriver({ root });
+    const other = createFsDriver({ root });
+    const handle = await mine.createMultipart('parts/aborted');
+    await mine.uploadPart(handle, 1, 0, randomBytes(1000), 1000);
+    await other.abortMultipart(handle);
+    await rejectsCode(mine.uploadPart(handle, 2, 1000, randomBytes(1000), 1000), 'NOT_FOUND');
   });
 });

@@ -1225,15 +1225,16 @@ export class PosixDriver implements Driver {
     try {
       await this.ready();
       const dir = await this.openStaging(handle, true);
-      await this.admit(size);
       const end = offset + size;
       if (!Number.isSafeInteger(end)) throw blobError('RANGE_INVALID', 'part ends past 2^53');
-      const claim = await this.claim(dir, offset, end, handle.key);
+      const claim = await this.claim(dir, offset, end, handle.key); // NOT_FOUND once removed
       try {
+        await this.admit(size);
         // The claim excludes every overlapping part and the completion seal, in any process.
         // The caller's check and opening the data file are independent: run together.
         const opening = this.sys.open(`${dir}/data`, 'r+');
-        const [checked, opened] = await Promise.allSettled([options.hold?.before(), opening]);
+        const checking = Promise.resolve().then(() => options.hold?.before());
+        const [checked, opened] = await Promise.allSettled([checking, opening]);
         if (checked.status === 'rejected' || opened.status === 'rejected') {
           if (opened.status === 'fulfilled') await opened.value.close().catch(() => {});
           if (checked.status === 'rejected') throw checked.reason;
@@ -1407,6 +1408,7 @@ export class PosixDriver implements Driver {
   }
 
   private async removeStaging(dir: string): Promise<void> {
+    this.stagingKeys.delete(dir);
     const dead = this.tempName('dead');
     try {
       await this.sys.rename(dir, dead);
