@@ -30,6 +30,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "napi-util.h"
+
 typedef struct slab {
   struct slab *next; /* free-list link, stored in the idle slab itself */
 } slab_t;
@@ -42,11 +44,6 @@ typedef struct pool {
   int closed;     /* the pool's handle is gone: slabs coming back are freed */
   slab_t *free_list;
 } pool_t;
-
-static napi_value throw_type_error(napi_env env, const char *message) {
-  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
-  return NULL;
-}
 
 static void free_idle(pool_t *pool) {
   while (pool->free_list != NULL) {
@@ -84,16 +81,6 @@ static void slab_finalize(napi_env env, void *data, void *hint) {
   pool->idle++;
 }
 
-static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
-  size_t argc = want;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return 0;
-  if (argc < want) {
-    throw_type_error(env, "missing argument");
-    return 0;
-  }
-  return 1;
-}
-
 static pool_t *get_pool(napi_env env, napi_value value) {
   napi_valuetype type;
   void *data = NULL;
@@ -103,6 +90,13 @@ static pool_t *get_pool(napi_env env, napi_value value) {
     return NULL;
   }
   return data;
+}
+
+/* The pool passed as a call's only argument; NULL (and a TypeError thrown) otherwise. */
+static pool_t *pool_arg(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  return get_pool(env, argv[0]);
 }
 
 static napi_value CreatePool(napi_env env, napi_callback_info info) {
@@ -131,9 +125,7 @@ static napi_value CreatePool(napi_env env, napi_callback_info info) {
 }
 
 static napi_value Take(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (!get_args(env, info, 1, argv)) return NULL;
-  pool_t *pool = get_pool(env, argv[0]);
+  pool_t *pool = pool_arg(env, info);
   if (pool == NULL) return NULL;
   void *memory;
   if (pool->free_list != NULL) {
@@ -166,9 +158,7 @@ static napi_value Take(napi_env env, napi_callback_info info) {
 }
 
 static napi_value Trim(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (!get_args(env, info, 1, argv)) return NULL;
-  pool_t *pool = get_pool(env, argv[0]);
+  pool_t *pool = pool_arg(env, info);
   if (pool == NULL) return NULL;
   uint32_t freed = pool->idle;
   free_idle(pool);
@@ -178,9 +168,7 @@ static napi_value Trim(napi_env env, napi_callback_info info) {
 }
 
 static napi_value Stats(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  if (!get_args(env, info, 1, argv)) return NULL;
-  pool_t *pool = get_pool(env, argv[0]);
+  pool_t *pool = pool_arg(env, info);
   if (pool == NULL) return NULL;
   napi_value result, idle, lent;
   if (napi_create_object(env, &result) != napi_ok || napi_create_uint32(env, pool->idle, &idle) != napi_ok ||
@@ -189,12 +177,6 @@ static napi_value Stats(napi_env env, napi_callback_info info) {
       napi_set_named_property(env, result, "lent", lent) != napi_ok)
     return NULL;
   return result;
-}
-
-static int set_function(napi_env env, napi_value exports, const char *name, napi_callback cb) {
-  napi_value fn;
-  if (napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn) != napi_ok) return 0;
-  return napi_set_named_property(env, exports, name, fn) == napi_ok;
 }
 
 NAPI_MODULE_INIT() {

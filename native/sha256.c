@@ -29,6 +29,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "napi-util.h"
+
 typedef struct blobcore_sha256_ctx {
   uint32_t h[8];
   uint32_t Nl, Nh;      /* message length in bits, low and high word */
@@ -45,11 +47,6 @@ int SHA256_Final(unsigned char *md, SHA256_CTX *c);
 #define SHA256_DIGEST_LENGTH 32
 #define PREFIX "sha256:"
 #define PREFIX_LEN (sizeof(PREFIX) - 1)
-
-static napi_value throw_type_error(napi_env env, const char *message) {
-  napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
-  return NULL;
-}
 
 static napi_value throw_error(napi_env env, const char *message) {
   napi_throw_error(env, "ERR_BLOBCORE_SHA256", message);
@@ -121,16 +118,6 @@ static SHA256_CTX *get_ctx(napi_env env, napi_value value) {
   return (SHA256_CTX *)data;
 }
 
-static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value *argv) {
-  size_t argc = want;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return 0;
-  if (argc < want) {
-    throw_type_error(env, "missing argument");
-    return 0;
-  }
-  return 1;
-}
-
 static napi_value Init(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   if (!get_args(env, info, 1, argv)) return NULL;
@@ -172,12 +159,6 @@ static napi_value Digest(napi_env env, napi_callback_info info) {
   napi_value result;
   if (napi_create_string_latin1(env, out, sizeof out, &result) != napi_ok) return NULL;
   return result;
-}
-
-static int set_function(napi_env env, napi_value exports, const char *name, napi_callback cb) {
-  napi_value fn;
-  if (napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn) != napi_ok) return 0;
-  return napi_set_named_property(env, exports, name, fn) == napi_ok;
 }
 
 NAPI_MODULE_INIT() {

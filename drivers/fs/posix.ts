@@ -1227,10 +1227,11 @@ export class PosixDriver implements Driver {
       const dir = await this.openStaging(handle, true);
       const end = offset + size;
       if (!Number.isSafeInteger(end)) throw blobError('RANGE_INVALID', 'part ends past 2^53');
-      const claim = await this.claim(dir, offset, end, handle.key); // NOT_FOUND once removed
+      // The claim excludes every overlapping part and the completion seal, in any process
+      // (and fails with NOT_FOUND once the upload is gone).
+      const claim = await this.claim(dir, offset, end, handle.key);
       try {
         await this.admit(size);
-        // The claim excludes every overlapping part and the completion seal, in any process.
         // The caller's check and opening the data file are independent: run together.
         const opening = this.sys.open(`${dir}/data`, 'r+');
         const checking = Promise.resolve().then(() => options.hold?.before());
