@@ -12,7 +12,7 @@
     },
     {
       "target_name": "blobcore_buffers",
-      "sources": ["native/buffer-pool.c"],
+      "sources": ["native/buffer-pool.c", "native/read-into.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-std=c11"]
     }

@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import type { Driver, DriverLimits, MultipartHandle, PartRef } from '../src/driver.js';
 import { BlobcoreError } from '../src/errors.js';
+import { createDigestTap } from '../src/hash/digest-tap.js';
 import {
   assertBytes,
   assertCode,
@@ -1218,6 +1219,78 @@ export function driverCases(selection: CaseSelection): DriverCase[] {
       },
       SHORT,
       'capabilities.usage is false: usage case replaced by the UNSUPPORTED check',
+    );
+  }
+
+  // ── read taps ───────────────────────────────────────────────────────────────────
+  if (caps.readTap) {
+    add(
+      'read tap: every byte a read yields reaches the tap first, once and in order (whole and ranged reads, 0 B to 5 MiB + 3)',
+      async ({ driver }) => {
+        const sizes = [0, 1, 16 * KiB - 1, 16 * KiB, 256 * KiB + 1, MiB + 1, 5 * MiB + 3];
+        for (const size of sizes) {
+          const body = new Pattern(`tap-${size}`).bytes(0, size);
+          await driver.write(`tap/${size}`, body);
+          const ranges = [
+            { offset: 0, length: size },
+            { offset: Math.floor(size / 3), length: Math.ceil(size / 2) },
+          ];
+          for (const [index, range] of ranges.entries()) {
+            const what = `${size} bytes, ${index === 0 ? 'whole' : `range ${range.offset}+${range.length}`}`;
+            const fed: Buffer[] = [];
+            let fedBytes = 0;
+            const tap = {
+              update(bytes: Uint8Array) {
+                fed.push(Buffer.from(bytes));
+                fedBytes += bytes.byteLength;
+              },
+            };
+            let yielded = 0;
+            const read: Buffer[] = [];
+            const options = index === 0 ? { tap } : { ...range, tap };
+            for await (const chunk of await driver.read(`tap/${size}`, options)) {
+              yielded += chunk.byteLength;
+              assert.ok(
+                fedBytes >= yielded,
+                `${what}: ${yielded} bytes yielded, only ${fedBytes} fed before`,
+              );
+              read.push(Buffer.from(chunk));
+            }
+            const expected = body.subarray(range.offset, range.offset + range.length);
+            assertBytes(Buffer.concat(read), expected, `${what}: the stream`);
+            assertBytes(Buffer.concat(fed), expected, `${what}: the tap`);
+          }
+        }
+      },
+      LONG,
+    );
+    add(
+      "read tap: blobcore's digest tap (native where the build has it) gets the digest of a multi-chunk read",
+      async ({ driver }) => {
+        for (const size of [0, 100, 3 * MiB + 7, 9 * MiB]) {
+          const body = new Pattern(`dtap-${size}`).bytes(0, size);
+          await driver.write(`dtap/${size}`, body);
+          const tap = createDigestTap('sha256');
+          const bytes = await readAll(await driver.read(`dtap/${size}`, { tap }));
+          assertBytes(bytes, body, `${size} bytes`);
+          assert.equal(tap.digest(), `sha256:${sha256(body)}`, `${size} bytes: the tap's digest`);
+        }
+      },
+      LONG,
+    );
+  } else {
+    add(
+      'read tap: not declared → a read with a tap rejects UNSUPPORTED',
+      async ({ driver }) => {
+        await driver.write('tap/obj', Buffer.from('x'));
+        await rejectsWithCode(
+          driver.read('tap/obj', { tap: { update() {} } }),
+          'UNSUPPORTED',
+          'read with a tap',
+        );
+      },
+      SHORT,
+      'capabilities.readTap is false: the store hashes reads itself; tap case replaced by the UNSUPPORTED check',
     );
   }
 

@@ -24,6 +24,8 @@
  *                                              buffers or memory is short (use a plain Buffer)
  *   trim(pool): number                        frees every idle slab; returns how many
  *   stats(pool): { idle, lent }               idle slabs and slabs lent to JavaScript
+ *   readInto(fd, buffer, position, tap?)      a read on the thread pool that can feed a
+ *                                              byte tap there (read-into.c)
  */
 #include <node_api.h>
 #include <stdbool.h>
@@ -31,6 +33,7 @@
 #include <stdlib.h>
 
 #include "napi-util.h"
+#include "read-into.h"
 
 typedef struct slab {
   struct slab *next; /* free-list link, stored in the idle slab itself */
@@ -184,5 +187,6 @@ NAPI_MODULE_INIT() {
   if (!set_function(env, exports, "take", Take)) return NULL;
   if (!set_function(env, exports, "trim", Trim)) return NULL;
   if (!set_function(env, exports, "stats", Stats)) return NULL;
+  if (!register_read_into(env, exports)) return NULL;
   return exports;
 }

@@ -18,17 +18,26 @@
  * symbols, dlopen fails at load time and blobcore falls back to hash-wasm, instead
  * of the process dying at the first update().
  *
+ * It also makes taps (byte-tap.h): a SHA-256 that read jobs of the blobcore_buffers addon
+ * feed on thread-pool workers, for verified reads whose state is never exported.
+ *
  * Exports:
  *   CTX_SIZE                       sizeof(SHA256_CTX) (112)
  *   init(ctx: Uint8Array): void    SHA256_Init into ctx
  *   update(ctx, data): void        SHA256_Update(ctx, data)
  *   digest(ctx): string            'sha256:<hex>' of a finalized copy; ctx unchanged
+ *   createTap(): External          a fresh SHA-256 tap (byte-tap.h)
+ *   tapUpdate(tap, data): void     feeds data at the next turn, on this thread
+ *   tapDigest(tap): string         'sha256:<hex>' of every byte fed; throws if the tap
+ *                                  missed bytes (a read that fed it failed)
  */
 #include <node_api.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "byte-tap.h"
 #include "napi-util.h"
 
 typedef struct blobcore_sha256_ctx {
@@ -140,12 +149,9 @@ static napi_value Update(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value Digest(napi_env env, napi_callback_info info) {
+/* 'sha256:<hex>' of a finalized copy of ctx; ctx itself is unchanged. */
+static napi_value digest_string(napi_env env, const SHA256_CTX *ctx) {
   static const char hex[] = "0123456789abcdef";
-  napi_value argv[1];
-  if (!get_args(env, info, 1, argv)) return NULL;
-  SHA256_CTX *ctx = get_ctx(env, argv[0]);
-  if (ctx == NULL) return NULL;
   SHA256_CTX copy;
   memcpy(&copy, ctx, sizeof copy);
   unsigned char md[SHA256_DIGEST_LENGTH];
@@ -161,6 +167,92 @@ static napi_value Digest(napi_env env, napi_callback_info info) {
   return result;
 }
 
+static napi_value Digest(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  SHA256_CTX *ctx = get_ctx(env, argv[0]);
+  if (ctx == NULL) return NULL;
+  return digest_string(env, ctx);
+}
+
+/* A tap whose bytes go into a SHA-256 context it owns. */
+typedef struct sha256_tap {
+  blobcore_tap_t tap; /* first: a blobcore_tap_t * is a sha256_tap_t * */
+  SHA256_CTX ctx;
+} sha256_tap_t;
+
+static void sha256_tap_update(blobcore_tap_t *tap, const void *data, size_t length) {
+  SHA256_Update(&((sha256_tap_t *)tap)->ctx, data, length);
+}
+
+/* Runs once the External is collected; read jobs hold a reference while they run. */
+static void sha256_tap_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  tap_destroy(data);
+  free(data);
+}
+
+static napi_value CreateTap(napi_env env, napi_callback_info info) {
+  (void)info;
+  sha256_tap_t *tap = calloc(1, sizeof *tap);
+  if (tap == NULL) return throw_error(env, "cannot allocate a tap");
+  if (!tap_init(&tap->tap, sha256_tap_update)) {
+    free(tap);
+    return throw_error(env, "cannot initialize a tap's lock");
+  }
+  if (SHA256_Init(&tap->ctx) != 1) {
+    tap_destroy(&tap->tap);
+    free(tap);
+    return throw_error(env, "SHA256_Init failed");
+  }
+  napi_value result;
+  if (napi_create_external(env, tap, sha256_tap_finalize, NULL, &result) != napi_ok) {
+    tap_destroy(&tap->tap);
+    free(tap);
+    return NULL;
+  }
+  /* From here the finalizer owns the tap. */
+  if (napi_type_tag_object(env, result, &BLOBCORE_TAP_TAG) != napi_ok) return NULL;
+  return result;
+}
+
+/* The SHA-256 tap behind a JS value: a tagged tap whose update is ours. */
+static sha256_tap_t *get_sha256_tap(napi_env env, napi_value value) {
+  blobcore_tap_t *tap = get_tap(env, value);
+  if (tap == NULL) return NULL;
+  if (tap->update != sha256_tap_update) {
+    throw_type_error(env, "expected a SHA-256 tap");
+    return NULL;
+  }
+  return (sha256_tap_t *)tap;
+}
+
+static napi_value TapUpdate(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv)) return NULL;
+  sha256_tap_t *tap = get_sha256_tap(env, argv[0]);
+  if (tap == NULL) return NULL;
+  void *data = NULL;
+  size_t length = 0;
+  if (!get_bytes(env, argv[1], &data, &length)) return NULL;
+  tap_feed(&tap->tap, tap_ticket(&tap->tap), data, length);
+  return NULL;
+}
+
+static napi_value TapDigest(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return NULL;
+  sha256_tap_t *tap = get_sha256_tap(env, argv[0]);
+  if (tap == NULL) return NULL;
+  pthread_mutex_lock(&tap->tap.lock);
+  int complete = !tap->tap.broken && tap->tap.fed == tap->tap.issued;
+  SHA256_CTX ctx = tap->ctx;
+  pthread_mutex_unlock(&tap->tap.lock);
+  if (!complete) return throw_error(env, "the tap missed bytes: a read that fed it failed or is still running");
+  return digest_string(env, &ctx);
+}
+
 NAPI_MODULE_INIT() {
   napi_value ctx_size;
   if (napi_create_uint32(env, (uint32_t)sizeof(SHA256_CTX), &ctx_size) != napi_ok) return NULL;
@@ -168,5 +260,8 @@ NAPI_MODULE_INIT() {
   if (!set_function(env, exports, "init", Init)) return NULL;
   if (!set_function(env, exports, "update", Update)) return NULL;
   if (!set_function(env, exports, "digest", Digest)) return NULL;
+  if (!set_function(env, exports, "createTap", CreateTap)) return NULL;
+  if (!set_function(env, exports, "tapUpdate", TapUpdate)) return NULL;
+  if (!set_function(env, exports, "tapDigest", TapDigest)) return NULL;
   return exports;
 }

@@ -16,38 +16,13 @@
  * other bytes are earlier reads; and external memory cannot be transferred to a worker
  * (`postMessage(chunk, [chunk.buffer])` throws; copy it instead).
  */
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
-import { packageRoot } from './hash/native.js';
+import { type BuffersBinding, loadBuffersBinding } from './buffers-addon.js';
 
-interface PoolBinding {
-  createPool(slabBytes: number, maxIdle: number): object;
-  take(pool: object): Buffer | undefined;
-  trim(pool: object): number;
-  stats(pool: object): { idle: number; lent: number };
-}
-
-const ADDON_FILE = join('build', 'Release', 'blobcore_buffers.node');
 /** Idle slabs are freed after this long without a `take()`, so a quiet process gives the memory back. */
 const IDLE_TRIM_MS = 10_000;
 
-let binding: PoolBinding | null | undefined;
-
-function loadBinding(): PoolBinding | null {
-  if (binding === undefined) {
-    try {
-      const path = join(packageRoot(), ADDON_FILE);
-      binding = existsSync(path) ? (createRequire(import.meta.url)(path) as PoolBinding) : null;
-    } catch {
-      binding = null; // a plain Buffer per chunk: correct, only slower
-    }
-  }
-  return binding;
-}
-
 export class BufferPool {
-  private readonly native: { binding: PoolBinding; pool: object } | undefined;
+  private readonly native: { binding: BuffersBinding; pool: object } | undefined;
   private trimTimer: NodeJS.Timeout | undefined;
   private lastTake = 0;
 
@@ -61,7 +36,7 @@ export class BufferPool {
     maxIdleBytes: number,
     useNative = true,
   ) {
-    const found = useNative ? loadBinding() : null;
+    const found = useNative ? loadBuffersBinding() : null;
     const pool = found?.createPool(slabBytes, Math.floor(maxIdleBytes / slabBytes));
     if (found && pool) this.native = { binding: found, pool };
   }

@@ -203,6 +203,9 @@ export function guardDriver(inner: Driver): Driver {
         validateKey(key);
         checkRange('offset', options.offset);
         checkRange('length', options.length);
+        if (options.tap !== undefined && inner.capabilities.readTap !== true) {
+          throw unsupported(name, 'feeding a read tap (readTap)');
+        }
         return abortStreamOnSignal(await inner.read(key, options), options.signal);
       }),
 

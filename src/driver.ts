@@ -44,6 +44,24 @@ export interface ReadOptions extends SignalOptions {
   offset?: number | undefined;
   /** Bytes to read at most; clipped to the object's end. */
   length?: number | undefined;
+  /**
+   * Only for drivers with `capabilities.readTap`: every byte the stream yields goes to
+   * this tap first, once and in order (the store passes a digest here to verify a read
+   * without a second pass over the bytes).
+   */
+  tap?: ReadTap | undefined;
+}
+
+/**
+ * Sees the bytes of a read in order. A driver calls `update` with each chunk before it
+ * yields it; or, when `native` is set and the driver has a native read path that takes
+ * such handles (blobcore_buffers' `readInto`), it passes the handle there instead, and the
+ * read feeds the tap on its own thread, in the order the reads were started. A driver
+ * never mixes the two within one stream.
+ */
+export interface ReadTap {
+  update(bytes: Uint8Array): void;
+  readonly native?: object | undefined;
 }
 
 export interface WriteOptions extends SignalOptions {
@@ -113,6 +131,8 @@ export interface DriverCapabilities {
    * driver without it rejects `hold` with UNSUPPORTED.
    */
   exclusiveParts?: boolean;
+  /** `read` feeds `options.tap` (see ReadTap). Absent means false: the store hashes the stream itself. */
+  readTap?: boolean;
 }
 
 /**

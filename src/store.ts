@@ -19,6 +19,7 @@ import type { Body, Driver, SignalOptions } from './driver.js';
 import { guardDriver } from './driver.js';
 import { blobError, isBlobcoreError, throwIfAborted } from './errors.js';
 import { collectGarbage, type GcOptions, type GcReport } from './gc.js';
+import { createDigestTap } from './hash/digest-tap.js';
 import {
   CATALOG_MARKER,
   CATALOG_PREFIX,
@@ -279,23 +280,28 @@ export class BlobStore {
     if (offset > index.size) {
       throw blobError('RANGE_INVALID', `offset ${offset} is past the end of ${digest} (${index.size} bytes)`);
     }
+    const whole = offset === 0 && (options.length === undefined || options.length >= index.size);
+    const verify = options.verify === true && whole;
+    // A driver that can feed a tap hashes as it reads (fs, pvc: on the read's own worker);
+    // for the others the check transform hashes the stream.
+    const hash = verify ? createDigestTap(parsed.algorithm) : undefined;
+    const tap = this.driver.capabilities.readTap === true ? hash : undefined;
     let stream: Readable;
     try {
-      stream = await this.driver.read(index.data, { offset, length: options.length, signal: options.signal });
+      stream = await this.driver.read(index.data, {
+        offset,
+        length: options.length,
+        signal: options.signal,
+        tap,
+      });
     } catch (error) {
       // The index names bytes that are gone: deleted concurrently, or the backend lost them.
       if (isBlobcoreError(error, 'NOT_FOUND'))
         throw blobError('BLOB_UNKNOWN', `blob ${digest} is not stored`);
       throw error;
     }
-    const whole = offset === 0 && (options.length === undefined || options.length >= index.size);
-    if (!options.verify || !whole) return stream;
-    const hash = createHash(parsed.algorithm);
-    const check = verifyingTransform(
-      { update: (d) => hash.update(d), digest: () => formatDigest(parsed.algorithm, hash.digest()) },
-      parsed.value,
-      index.size,
-    );
+    if (!hash) return stream;
+    const check = verifyingTransform(hash, parsed.value, index.size, tap === undefined);
     return pipeline(stream, check, () => {});
   }
 

@@ -10,9 +10,8 @@ import { afterAll } from 'vitest';
 import { driverConformance, storeConformance } from '../conformance/index.js';
 import { createFsDriver, type FsDriver } from '../drivers/fs/index.js';
 import type { Driver } from '../src/driver.js';
+import { POSIX_CAPABILITIES } from './fixtures/fs-harness/helpers.js';
 import { tmpfsVolume } from './fixtures/fs-harness/volumes.js';
-
-const CAPABILITIES = { conditionalWrite: true, signedUrl: false, copy: true, link: true, usage: true };
 
 function factory(name: string, base: () => string, durability: 'none' | 'full') {
   const roots = new WeakMap<Driver, string>();
@@ -40,8 +39,8 @@ afterAll(() => rmSync(hostDir, { recursive: true, force: true }));
 const host = factory('fs (host temp dir, durability full)', () => hostDir, 'full');
 const ram = factory('fs (tmpfs, durability none)', () => tmpfs.path, 'none');
 
-await driverConformance({ ...host, capabilities: CAPABILITIES });
-await driverConformance({ ...ram, capabilities: CAPABILITIES });
+await driverConformance({ ...host, capabilities: POSIX_CAPABILITIES });
+await driverConformance({ ...ram, capabilities: POSIX_CAPABILITIES });
 await storeConformance({
   name: host.name,
   createDriver: host.create,

@@ -11,6 +11,7 @@ import { afterAll } from 'vitest';
 import { driverConformance, storeConformance } from '../conformance/index.js';
 import { createPvcDriver, type PvcDriver, type PvcDriverOptions } from '../drivers/pvc/index.js';
 import type { Driver } from '../src/driver.js';
+import { POSIX_CAPABILITIES } from './fixtures/fs-harness/helpers.js';
 import { tmpfsVolume } from './fixtures/fs-harness/volumes.js';
 
 function factory(name: string, base: () => string, extra: Omit<PvcDriverOptions, 'root'>) {
@@ -36,7 +37,7 @@ afterAll(() => tmpfs.remove());
 const hostDir = mkdtempSync(join(tmpdir(), 'blobcore-pvc-conf-'));
 afterAll(() => rmSync(hostDir, { recursive: true, force: true }));
 
-const WITH_LINKS = { conditionalWrite: true, signedUrl: false, copy: true, link: true, usage: true };
+const WITH_LINKS = POSIX_CAPABILITIES;
 const NO_LINKS = { ...WITH_LINKS, link: false };
 
 const targets = [

@@ -87,6 +87,7 @@ import type {
   PartOptions,
   PartRef,
   ReadOptions,
+  ReadTap,
   SignalOptions,
   StorageUsage,
   WriteOptions,
@@ -339,6 +340,12 @@ const SHORT_READ_IS_END: ReadonlySet<string> = new Set(['ext4', 'xfs', 'btrfs', 
  * 32 MiB idle covers what one garbage collection gives back during a fast read.
  */
 const streamBuffers = new BufferPool(STREAM_CHUNK_BYTES, 32 * 1024 * 1024);
+/**
+ * Reads in flight on a stream fed to a native tap: two workers, each reading a chunk and
+ * then hashing it from its cache, so one's read overlaps the other's hash. Measured on a
+ * 256 MiB get: one at a time 0.85–0.93 GB/s, two 1.03–1.14, three 0.95–1.05.
+ */
+const FED_READS_IN_FLIGHT = 2;
 /** Closes the descriptor of a read stream dropped without being ended or destroyed. */
 const abandonedReads = new FinalizationRegistry<number>((fd) => closeDescriptor(fd, () => {}));
 
@@ -413,6 +420,7 @@ export class PosixDriver implements Driver {
       link: this.fsInfo.hardLinks,
       usage: true,
       exclusiveParts: true,
+      readTap: true,
     };
   }
 
@@ -859,6 +867,7 @@ export class PosixDriver implements Driver {
       const owned = fd;
       fd = undefined;
       await this.sys.closeFd(owned);
+      options.tap?.update(body);
       return bufferStream(body);
     } catch (error) {
       if (fd !== undefined) await this.sys.closeFd(fd).catch(() => {});
@@ -887,36 +896,59 @@ export class PosixDriver implements Driver {
     const end = options.length === undefined ? size : Math.min(size, offset + options.length);
     // Up to one chunk (records, small blobs): one read, no read-ahead machinery.
     if (end - offset <= READ_CHUNK_BYTES) return readChunk(this.sys, fd, offset, end - offset, key);
-    return this.rangeStream(fd, offset, end, key);
+    return this.rangeStream(fd, offset, end, key, options.tap);
   }
 
   /**
-   * A read stream over [start, end) that keeps the next chunk's read in flight while the
-   * consumer handles the current one: the read runs on the thread pool while the main
-   * thread hashes, so a verified get costs about the hashing alone (measured 1.1 GB/s
-   * against 0.65 GB/s reading only when asked).
+   * A read stream over [start, end) that keeps reads in flight while the consumer handles
+   * the current chunk: the next one, read on the thread pool while the main thread hashes
+   * (measured 1.1 GB/s for a verified get against 0.65 GB/s reading only when asked). With
+   * a native tap, two: each worker reads a chunk and hashes it while it is in its cache,
+   * so one chunk's read overlaps the other's hash and the main thread hashes nothing.
    */
-  private rangeStream(fd: number, start: number, end: number, key: string): Readable {
+  private rangeStream(
+    fd: number,
+    start: number,
+    end: number,
+    key: string,
+    tap: ReadTap | undefined,
+  ): Readable {
     const sys = this.sys;
+    // A native tap is fed by the reads themselves; any other tap chunk by chunk below.
+    const nativeTap = sys.feedsTaps ? tap?.native : undefined;
+    const jsTap = nativeTap ? undefined : tap;
+    const depth = nativeTap ? FED_READS_IN_FLIGHT : 1;
     let position = start;
-    let ahead: Promise<Buffer> | undefined;
-    let inFlight: Promise<unknown> = Promise.resolve();
+    const queued: Promise<Buffer>[] = []; // in stream order
+    const inFlight = new Set<Promise<unknown>>();
     const fail = (error: unknown) => this.fail(error, `read ${key}`);
     const readNext = (): Promise<Buffer> | undefined => {
       const want = Math.min(STREAM_CHUNK_BYTES, end - position);
       if (want <= 0) return undefined;
-      const chunk = readChunk(sys, fd, position, want, key, streamBuffers.take());
+      const into = streamBuffers.take();
+      const chunk = nativeTap
+        ? readFedChunk(sys, fd, position, want, key, into, nativeTap)
+        : readChunk(sys, fd, position, want, key, into);
       chunk.catch(() => {}); // observed when it is taken, or dropped with the stream
-      inFlight = chunk;
+      inFlight.add(chunk);
+      const settled = () => inFlight.delete(chunk);
+      chunk.then(settled, settled);
       position += want;
       return chunk;
+    };
+    const fill = () => {
+      while (queued.length < depth) {
+        const chunk = readNext();
+        if (chunk === undefined) return;
+        queued.push(chunk);
+      }
     };
     const owner = {}; // unregisters the stream from `abandonedReads` once it closes its descriptor
     const stream = new Readable({
       highWaterMark: STREAM_CHUNK_BYTES,
       read() {
-        const current = ahead ?? readNext();
-        ahead = undefined;
+        fill();
+        const current = queued.shift();
         if (current === undefined) {
           this.push(null);
           return;
@@ -924,7 +956,8 @@ export class PosixDriver implements Driver {
         current.then(
           (buffer) => {
             if (this.destroyed) return;
-            ahead = readNext(); // before the push: the consumer works while this reads
+            fill(); // before the push: the consumer works while these read
+            jsTap?.update(buffer);
             this.push(buffer);
           },
           (error: unknown) => this.destroy(fail(error)),
@@ -932,14 +965,14 @@ export class PosixDriver implements Driver {
       },
       destroy(error, callback) {
         abandonedReads.unregister(owner);
-        // Close only after the read still in flight (the one read ahead) has returned:
-        // a descriptor closed under a queued read could be reused by another open.
+        // Close only after every read in flight has returned: a descriptor closed under
+        // a queued read could be reused by another open.
         const close = () =>
           sys.closeFd(fd).then(
             () => callback(error),
             () => callback(error),
           );
-        inFlight.then(close, close);
+        Promise.allSettled([...inFlight]).then(close, close);
       },
     });
     abandonedReads.register(stream, fd, owner);
@@ -1672,6 +1705,25 @@ async function readChunk(
     if (bytesRead === 0) throw blobError('UNAVAILABLE', `read ${key}: object shrank while reading`);
     filled += bytesRead;
   }
+  return buffer;
+}
+
+/**
+ * Like readChunk, in one native read whose worker then feeds `tap` (a native ReadTap
+ * handle) at this call's turn, so calls must come in stream order.
+ */
+async function readFedChunk(
+  sys: Sys,
+  fd: number,
+  position: number,
+  want: number,
+  key: string,
+  into: Buffer,
+  tap: object,
+): Promise<Buffer> {
+  const buffer = into.subarray(0, want);
+  const bytesRead = await sys.readFeeding(fd, buffer, position, tap);
+  if (bytesRead < want) throw blobError('UNAVAILABLE', `read ${key}: object shrank while reading`);
   return buffer;
 }
 

@@ -28,6 +28,12 @@ export interface NativeBinding {
   init(ctx: Uint8Array): void;
   update(ctx: Uint8Array, data: ArrayBufferView): void;
   digest(ctx: Uint8Array): string;
+  /** A SHA-256 byte tap (native/byte-tap.h) that blobcore_buffers' readInto can feed. */
+  createTap(): object;
+  /** Feeds bytes to a tap on this thread, after any reads still feeding it. */
+  tapUpdate(tap: object, data: ArrayBufferView): void;
+  /** 'sha256:<hex>' of the bytes fed; throws if a read that fed the tap failed. */
+  tapDigest(tap: object): string;
 }
 
 export const NATIVE_CTX_SIZE = 112;

@@ -93,24 +93,32 @@ export class HashTap {
 }
 
 /**
- * A pass-through that hashes a full read and fails the stream with DIGEST_INVALID,
+ * A pass-through that checks a full read and fails the stream with DIGEST_INVALID,
  * instead of ending it, when the bytes do not match. The check runs in `flush`, so a
- * consumer never sees a clean end of corrupt data.
+ * consumer never sees a clean end of corrupt data. With `hashChunks` false the chunks
+ * reach `hash` another way (a driver fed it as a ReadTap before yielding them).
  */
 export function verifyingTransform(
   hash: { update(data: Uint8Array): unknown; digest(): string },
   expected: string,
   expectedSize: number,
+  hashChunks = true,
 ): Transform {
   let size = 0;
   return new Transform({
     transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-      hash.update(chunk);
+      if (hashChunks) hash.update(chunk);
       size += chunk.length;
       callback(null, chunk);
     },
     flush(callback: TransformCallback) {
-      const actual = hash.digest();
+      let actual: string;
+      try {
+        actual = hash.digest();
+      } catch (error) {
+        callback(error as Error);
+        return;
+      }
       if (size !== expectedSize || actual !== expected) {
         callback(
           blobError(
