@@ -13,7 +13,8 @@
  * worker it waits until every earlier ticket is done (tap_wait_turn), feeds, and passes
  * the turn on (tap_end_turn). libuv starts queued work in order, so the job waited for has
  * always started and will finish: no deadlock, whatever the pool size. A job whose read
- * failed ends its turn with ok = 0, which breaks the tap: its digest is then refused.
+ * failed ends its turn with ok = 0, which breaks the tap: its digest is then refused. A
+ * job that never runs (cancelled) abandons the tap, which releases every later turn.
  *
  * The tap is an External with BLOBCORE_TAP_TAG, so another addon can check what it was
  * given before using the pointer (both addons include this header).
@@ -37,6 +38,7 @@ struct blobcore_tap {
   uint64_t issued; /* tickets handed out; JS thread only */
   uint64_t fed;    /* tickets done; under lock */
   int broken;      /* a ticket passed without its bytes; under lock */
+  int abandoned;   /* a ticket will never be done (its job never ran): no turn comes again; under lock */
 };
 
 static const napi_type_tag BLOBCORE_TAP_TAG = {0x626c6f62636f7265ULL, 0x2d627974652d7461ULL};
@@ -46,6 +48,7 @@ static inline int tap_init(blobcore_tap_t *tap, void (*update)(blobcore_tap_t *,
   tap->issued = 0;
   tap->fed = 0;
   tap->broken = 0;
+  tap->abandoned = 0;
   if (pthread_mutex_init(&tap->lock, NULL) != 0) return 0;
   if (pthread_cond_init(&tap->turn, NULL) != 0) {
     pthread_mutex_destroy(&tap->lock);
@@ -66,22 +69,32 @@ static inline uint64_t tap_ticket(blobcore_tap_t *tap) {
 
 /*
  * Waits until every earlier ticket is done: from then until tap_end_turn this thread alone
- * may call tap->update. Returns 0 when the tap is broken (bytes went missing before this
- * turn): feed nothing then, only end the turn.
+ * may call tap->update. Returns 0 when it must not feed: the tap is broken (bytes went
+ * missing before this turn) or abandoned (an earlier ticket will never be done, so this
+ * turn never comes). Either way, call tap_end_turn next.
  */
 static inline int tap_wait_turn(blobcore_tap_t *tap, uint64_t ticket) {
   pthread_mutex_lock(&tap->lock);
-  while (tap->fed != ticket) pthread_cond_wait(&tap->turn, &tap->lock);
-  int usable = !tap->broken;
+  while (tap->fed != ticket && !tap->abandoned) pthread_cond_wait(&tap->turn, &tap->lock);
+  int usable = tap->fed == ticket && !tap->broken && !tap->abandoned;
   pthread_mutex_unlock(&tap->lock);
   return usable;
 }
 
-/* Passes the turn on; ok = 0 says this turn's bytes did not all reach the tap. */
-static inline void tap_end_turn(blobcore_tap_t *tap, int ok) {
+/* Passes `ticket`'s turn on; ok = 0 says its bytes did not all reach the tap. */
+static inline void tap_end_turn(blobcore_tap_t *tap, uint64_t ticket, int ok) {
   pthread_mutex_lock(&tap->lock);
   if (!ok) tap->broken = 1;
-  tap->fed++;
+  if (tap->fed == ticket) tap->fed++;
+  pthread_cond_broadcast(&tap->turn);
+  pthread_mutex_unlock(&tap->lock);
+}
+
+/* `ticket`'s job will never run (cancelled, or never queued): release every later turn. */
+static inline void tap_abandon(blobcore_tap_t *tap) {
+  pthread_mutex_lock(&tap->lock);
+  tap->abandoned = 1;
+  tap->broken = 1;
   pthread_cond_broadcast(&tap->turn);
   pthread_mutex_unlock(&tap->lock);
 }
@@ -89,7 +102,7 @@ static inline void tap_end_turn(blobcore_tap_t *tap, int ok) {
 /* Feeds `length` bytes at `ticket`'s turn, in one go. */
 static inline void tap_feed(blobcore_tap_t *tap, uint64_t ticket, const void *data, size_t length) {
   if (tap_wait_turn(tap, ticket) && length > 0) tap->update(tap, data, length);
-  tap_end_turn(tap, 1);
+  tap_end_turn(tap, ticket, 1);
 }
 
 /* The tap behind a JS value; NULL (and a TypeError thrown) if it is not one. */

@@ -90,14 +90,15 @@ static void execute(napi_env env, void *data) {
     if (job->error != 0 || job->at_end || job->done >= job->length) break;
     fill_to(job, min_size(job->length, job->done + FEED_PIECE));
   }
-  tap_end_turn(tap, job->error == 0);
+  tap_end_turn(tap, job->ticket, job->error == 0);
 }
 
 /* An Error like Node's fs errors: "EIO: i/o error, read", with code, errno and syscall. */
 static napi_value errno_error(napi_env env, int error) {
-  const char *code = uv_err_name(-error);
-  char message[160];
-  snprintf(message, sizeof message, "%s: %s, read", code, uv_strerror(-error));
+  char code[32], reason[96], message[160];
+  uv_err_name_r(-error, code, sizeof code); /* the _r forms: no leak for an unknown errno */
+  uv_strerror_r(-error, reason, sizeof reason);
+  snprintf(message, sizeof message, "%s: %s, read", code, reason);
   napi_value code_value, message_value, errno_value, syscall_value, result;
   if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value) != napi_ok ||
       napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &message_value) != napi_ok ||
@@ -110,6 +111,22 @@ static napi_value errno_error(napi_env env, int error) {
   return result;
 }
 
+/* A plain Error with `message` (NULL if even that cannot be made). */
+static napi_value plain_error(napi_env env, const char *message) {
+  napi_value text, error;
+  if (napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &text) != napi_ok ||
+      napi_create_error(env, NULL, text, &error) != napi_ok)
+    return NULL;
+  return error;
+}
+
+/* Throws `message` unless a napi call already left an exception pending. */
+static napi_value throw_unless_pending(napi_env env, const char *message) {
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) != napi_ok || !pending) napi_throw_error(env, NULL, message);
+  return NULL;
+}
+
 static void release(napi_env env, read_job_t *job) {
   if (job->work != NULL) napi_delete_async_work(env, job->work);
   if (job->buffer_ref != NULL) napi_delete_reference(env, job->buffer_ref);
@@ -119,16 +136,14 @@ static void release(napi_env env, read_job_t *job) {
 
 static void complete(napi_env env, napi_status status, void *data) {
   read_job_t *job = data;
+  /* Cancelled: execute never ran, so its turn never comes; release the later ones. */
+  if (status != napi_ok && job->tap != NULL) tap_abandon(job->tap);
   napi_value value = NULL;
-  if (status == napi_ok && job->error == 0) {
-    if (napi_create_double(env, (double)job->done, &value) == napi_ok) napi_resolve_deferred(env, job->deferred, value);
+  if (status == napi_ok && job->error == 0 && napi_create_double(env, (double)job->done, &value) == napi_ok) {
+    napi_resolve_deferred(env, job->deferred, value);
   } else {
-    value = job->error != 0 ? errno_error(env, job->error) : NULL;
-    if (value == NULL) {
-      napi_value message;
-      napi_create_string_utf8(env, "read job did not run", NAPI_AUTO_LENGTH, &message);
-      napi_create_error(env, NULL, message, &value);
-    }
+    if (status == napi_ok && job->error != 0) value = errno_error(env, job->error);
+    if (value == NULL) value = plain_error(env, status == napi_ok ? "read result lost" : "read job did not run");
     napi_reject_deferred(env, job->deferred, value);
   }
   release(env, job);
@@ -140,10 +155,12 @@ static napi_value ReadInto(napi_env env, napi_callback_info info) {
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return NULL;
   if (argc < 3) return throw_type_error(env, "readInto(fd, buffer, position, tap?)");
   int32_t fd;
-  int64_t position;
+  double position;
   if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0)
     return throw_type_error(env, "fd must be a descriptor number");
-  if (napi_get_value_int64(env, argv[2], &position) != napi_ok || position < 0)
+  /* A whole number in 0 … 2^53 - 1: NaN, fractions and infinities are refused, not rounded. */
+  if (napi_get_value_double(env, argv[2], &position) != napi_ok || !(position >= 0) ||
+      position > 9007199254740991.0 || position != (double)(int64_t)position)
     return throw_type_error(env, "position must be a byte offset");
   bool is_typedarray = false;
   napi_typedarray_type type;
@@ -161,14 +178,11 @@ static napi_value ReadInto(napi_env env, napi_callback_info info) {
   }
 
   read_job_t *job = calloc(1, sizeof *job);
-  if (job == NULL) {
-    napi_throw_error(env, "ENOMEM", "cannot allocate a read job");
-    return NULL;
-  }
+  if (job == NULL) return throw_unless_pending(env, "cannot allocate a read job");
   job->fd = fd;
   job->data = bytes;
   job->length = length;
-  job->position = position;
+  job->position = (int64_t)position;
   job->tap = tap;
   napi_value promise, name;
   if (napi_create_reference(env, argv[1], 1, &job->buffer_ref) != napi_ok ||
@@ -177,20 +191,13 @@ static napi_value ReadInto(napi_env env, napi_callback_info info) {
       napi_create_async_work(env, NULL, name, execute, complete, job, &job->work) != napi_ok ||
       napi_create_promise(env, &job->deferred, &promise) != napi_ok) {
     release(env, job);
-    return NULL;
+    return throw_unless_pending(env, "cannot start a read");
   }
   if (tap != NULL) job->ticket = tap_ticket(tap); /* before queueing: the worker reads it */
   if (napi_queue_async_work(env, job->work) != napi_ok) {
-    /* Never queued: pass its turn, or every later read of this tap would wait for it. */
-    if (tap != NULL) {
-      tap_wait_turn(tap, job->ticket);
-      tap_end_turn(tap, 0);
-    }
-    napi_value error;
-    napi_value message;
-    napi_create_string_utf8(env, "cannot queue a read", NAPI_AUTO_LENGTH, &message);
-    napi_create_error(env, NULL, message, &error);
-    napi_reject_deferred(env, job->deferred, error);
+    /* Never queued: its turn never comes, or every later read of this tap would wait. */
+    if (tap != NULL) tap_abandon(tap);
+    napi_reject_deferred(env, job->deferred, plain_error(env, "cannot queue a read"));
     release(env, job);
   }
   return promise;

@@ -245,9 +245,11 @@ static napi_value TapDigest(napi_env env, napi_callback_info info) {
   if (!get_args(env, info, 1, argv)) return NULL;
   sha256_tap_t *tap = get_sha256_tap(env, argv[0]);
   if (tap == NULL) return NULL;
+  /* Complete means no read is feeding it, so its context may be read (and only then). */
   pthread_mutex_lock(&tap->tap.lock);
   int complete = !tap->tap.broken && tap->tap.fed == tap->tap.issued;
-  SHA256_CTX ctx = tap->ctx;
+  SHA256_CTX ctx;
+  if (complete) ctx = tap->ctx;
   pthread_mutex_unlock(&tap->tap.lock);
   if (!complete) return throw_error(env, "the tap missed bytes: a read that fed it failed or is still running");
   return digest_string(env, &ctx);

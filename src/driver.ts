@@ -53,11 +53,19 @@ export interface ReadOptions extends SignalOptions {
 }
 
 /**
- * Sees the bytes of a read in order. A driver calls `update` with each chunk before it
- * yields it; or, when `native` is set and the driver has a native read path that takes
- * such handles (blobcore_buffers' `readInto`), it passes the handle there instead, and the
- * read feeds the tap on its own thread, in the order the reads were started. A driver
- * never mixes the two within one stream.
+ * Sees the bytes of a read in order (see `capabilities.readTap`). The contract, for a
+ * driver that declares it:
+ * - the tap sees exactly the bytes the stream yields, each once, in order, and each
+ *   before it is yielded: no read-ahead bytes the stream will not yield, no bytes fed
+ *   twice when the driver retries a read internally;
+ * - a chunk is not changed after it was fed (a verified get vouches for the bytes as fed);
+ * - `update` may block briefly or throw; a throw fails the stream;
+ * - when `native` is set and the driver has a native read path that takes such handles
+ *   (blobcore_buffers' `readInto`), it may pass the handle there instead of calling
+ *   `update`: the read then feeds the tap on its own thread, in the order the reads were
+ *   started. A driver never mixes the two within one stream.
+ * Wrappers that forward `read` must pass `tap` through unchanged, or not declare the
+ * capability. The tap is opaque: a driver does not know what it computes.
  */
 export interface ReadTap {
   update(bytes: Uint8Array): void;

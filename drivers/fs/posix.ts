@@ -957,7 +957,12 @@ export class PosixDriver implements Driver {
           (buffer) => {
             if (this.destroyed) return;
             fill(); // before the push: the consumer works while these read
-            jsTap?.update(buffer);
+            try {
+              jsTap?.update(buffer);
+            } catch (error) {
+              this.destroy(error as Error);
+              return;
+            }
             this.push(buffer);
           },
           (error: unknown) => this.destroy(fail(error)),
@@ -1722,7 +1727,8 @@ async function readFedChunk(
   tap: object,
 ): Promise<Buffer> {
   const buffer = into.subarray(0, want);
-  const bytesRead = await sys.readFeeding(fd, buffer, position, tap);
+  const bytesRead: unknown = await sys.readFeeding(fd, buffer, position, tap);
+  if (typeof bytesRead !== 'number') throw new Error(`read ${key}: the native read gave no byte count`);
   if (bytesRead < want) throw blobError('UNAVAILABLE', `read ${key}: object shrank while reading`);
   return buffer;
 }

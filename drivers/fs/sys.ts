@@ -19,7 +19,7 @@ import type { FileHandle } from 'node:fs/promises';
 import * as fsp from 'node:fs/promises';
 import { setTimeout as sleepTimer } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { loadBuffersBinding } from '../../src/buffers-addon.js';
+import { type BuffersBinding, loadBuffersBinding } from '../../src/buffers-addon.js';
 import { abortedError, BlobcoreError, blobError, throwIfAborted } from '../../src/errors.js';
 
 /** Batch size for body writes: chunks are gathered (not copied) up to this many bytes per `writev`. */
@@ -222,15 +222,15 @@ export class Sys {
     return callback.read(fd, buffer, offset, length, position);
   }
   /** Whether `readFeeding` works (the blobcore_buffers addon is loaded). */
-  readonly feedsTaps = nativeReads !== null;
+  readonly feedsTaps = typeof nativeReads?.readInto === 'function'; // a stale build may lack it
   /**
    * Fills `buffer` from `position` (short only at the end of the file) on a thread-pool
    * worker, which then feeds the bytes to `tap`, a native ReadTap handle, in call order.
    * Only when `feedsTaps`.
    */
   readFeeding(fd: number, buffer: Uint8Array, position: number, tap: object): Promise<number> {
-    if (nativeReads === null) throw new Error('readFeeding without the blobcore_buffers addon');
-    return nativeReads.readInto(fd, buffer, position, tap);
+    if (!this.feedsTaps) throw new Error('readFeeding without readInto in the blobcore_buffers addon');
+    return (nativeReads as BuffersBinding).readInto(fd, buffer, position, tap);
   }
   rename(from: string, to: string): Promise<void> {
     return this.call(() => callback.rename(from, to));

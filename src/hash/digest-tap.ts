@@ -38,10 +38,18 @@ export function createDigestTap(algorithm: DigestAlgorithm): DigestTap {
   };
 }
 
-/** The addon when the hash selection (BLOBCORE_HASH) is native and the build has taps. */
+/**
+ * The addon when the hash selection (BLOBCORE_HASH) is native and the build has taps. A
+ * selection that fails (an unknown BLOBCORE_HASH, or `native` without the addon) is the
+ * resumable hasher's error to raise: a verified get simply uses node:crypto.
+ */
 function nativeTapBinding(): NativeBinding | undefined {
-  if (selectImplementation(hashModeFromEnv(), loadNativeBinding).implementation !== 'native')
+  try {
+    if (selectImplementation(hashModeFromEnv(), loadNativeBinding).implementation !== 'native')
+      return undefined;
+    const binding = loadNativeBinding();
+    return typeof binding.createTap === 'function' ? binding : undefined;
+  } catch {
     return undefined;
-  const binding = loadNativeBinding();
-  return typeof binding.createTap === 'function' ? binding : undefined;
+  }
 }
