@@ -21,8 +21,8 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { createAzureDriver, DEFAULT_BLOCK_SIZE, DEFAULT_CONCURRENCY } from '../../drivers/azure/index.js';
+import { startAzurite } from '../../servers/azurite.js';
 import { openStore } from '../../src/store.js';
-import { startAzurite } from './azurite.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;

@@ -20,8 +20,8 @@ import { mkdtempSync, rmdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { createS3Driver, type S3DriverOptions } from '../../drivers/s3/index.js';
+import { startS3rver } from '../../servers/s3rver.js';
 import { openStore } from '../../src/store.js';
-import { startS3rver } from '../../test/fixtures/s3-servers.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 const MiB = 1024 * 1024;

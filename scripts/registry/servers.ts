@@ -12,10 +12,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { freePort } from '../../servers/processes.js';
+
+export { freePort } from '../../servers/processes.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const TS_LOADER = pathToFileURL(join(REPO_ROOT, 'test', 'fixtures', 'ts-loader.mjs')).href;
@@ -147,18 +149,6 @@ export async function startBlobcore(
     output: () => stderr,
     stop,
   };
-}
-
-/** A free TCP port on 127.0.0.1 (for servers that need one in their configuration). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function waitReady(url: string, child: ChildProcess, output: () => string): Promise<void> {
