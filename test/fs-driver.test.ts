@@ -12,7 +12,6 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
-  readlinkSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -37,6 +36,7 @@ import {
   hashing,
   listAll,
   MiB,
+  openPaths,
   randomStream,
   readText,
   rejectsCode,
@@ -561,16 +561,7 @@ describe('fs driver: waits', () => {
 
 describe('fs driver: part writes under a hold', () => {
   /** Paths this process holds open under `dir` (other tests' descriptors do not count). */
-  const openUnder = (dir: string) =>
-    readdirSync('/proc/self/fd')
-      .map((fd) => {
-        try {
-          return readlinkSync(`/proc/self/fd/${fd}`);
-        } catch {
-          return ''; // closed meanwhile
-        }
-      })
-      .filter((path) => path.startsWith(dir));
+  const openUnder = (dir: string) => openPaths().filter((path) => path.startsWith(dir));
 
   it('a failing hold check writes nothing and leaves no descriptor or claim behind', async () => {
     const root = freshRoot(scratch);

@@ -5,16 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readlinkSync,
-  rmSync,
-  truncateSync,
-  writeFileSync,
-} from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
@@ -26,6 +17,7 @@ import type { Driver, ReadOptions } from '../src/driver.js';
 import { createDigestTap } from '../src/hash/digest-tap.js';
 import { loadNativeBinding, packageRoot } from '../src/hash/native.js';
 import { openStore } from '../src/store.js';
+import { openPaths } from './fixtures/fs-harness/helpers.js';
 import { codeOf, MiB } from './helpers.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'blobcore-read-tap-'));
@@ -195,17 +187,7 @@ describe('fs read streams fed to a native tap', () => {
   const objectPath = (at: string, key: string) => join(at, 'v1/objects', `${key.replace('/', ',/')}`);
 
   /** Descriptors of this process open on `path`. */
-  function descriptorsOn(path: string): number {
-    let count = 0;
-    for (const fd of readdirSync('/proc/self/fd')) {
-      try {
-        if (readlinkSync(`/proc/self/fd/${fd}`) === path) count++;
-      } catch {
-        // closed while listing
-      }
-    }
-    return count;
-  }
+  const descriptorsOn = (path: string) => openPaths().filter((open) => open === path).length;
 
   it('fail with UNAVAILABLE, never a short clean end, when the object shrinks mid-read', async () => {
     const at = root();

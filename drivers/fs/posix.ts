@@ -925,10 +925,7 @@ export class PosixDriver implements Driver {
     const readNext = (): Promise<Buffer> | undefined => {
       const want = Math.min(STREAM_CHUNK_BYTES, end - position);
       if (want <= 0) return undefined;
-      const into = streamBuffers.take();
-      const chunk = nativeTap
-        ? readFedChunk(sys, fd, position, want, key, into, nativeTap)
-        : readChunk(sys, fd, position, want, key, into);
+      const chunk = readChunk(sys, fd, position, want, key, streamBuffers.take(), nativeTap);
       chunk.catch(() => {}); // observed when it is taken, or dropped with the stream
       inFlight.add(chunk);
       const settled = () => inFlight.delete(chunk);
@@ -1694,7 +1691,11 @@ export function withExtras(guarded: Driver, inner: PosixDriver): PosixDriverHand
   });
 }
 
-/** Reads exactly `want` bytes at `position`, across short reads; a file that ends early is an error. */
+/**
+ * Reads exactly `want` bytes at `position`, across short reads; a file that ends early is
+ * an error. With `tap` (a native ReadTap handle) it is one native read whose worker then
+ * feeds the tap at this call's turn, so such calls must come in stream order.
+ */
 async function readChunk(
   sys: Sys,
   fd: number,
@@ -1702,34 +1703,23 @@ async function readChunk(
   want: number,
   key: string,
   into?: Buffer,
+  tap?: object,
 ): Promise<Buffer> {
   const buffer = into ? into.subarray(0, want) : Buffer.allocUnsafe(want);
+  const shrank = () => blobError('UNAVAILABLE', `read ${key}: object shrank while reading`);
+  if (tap) {
+    // Short only at the end of the file; never resumed here, or unfed bytes would follow.
+    const bytesRead: unknown = await sys.readFeeding(fd, buffer, position, tap);
+    if (typeof bytesRead !== 'number') throw new Error(`read ${key}: the native read gave no byte count`);
+    if (bytesRead < want) throw shrank();
+    return buffer;
+  }
   let filled = 0;
   while (filled < want) {
     const bytesRead = await sys.read(fd, buffer, filled, want - filled, position + filled);
-    if (bytesRead === 0) throw blobError('UNAVAILABLE', `read ${key}: object shrank while reading`);
+    if (bytesRead === 0) throw shrank();
     filled += bytesRead;
   }
-  return buffer;
-}
-
-/**
- * Like readChunk, in one native read whose worker then feeds `tap` (a native ReadTap
- * handle) at this call's turn, so calls must come in stream order.
- */
-async function readFedChunk(
-  sys: Sys,
-  fd: number,
-  position: number,
-  want: number,
-  key: string,
-  into: Buffer,
-  tap: object,
-): Promise<Buffer> {
-  const buffer = into.subarray(0, want);
-  const bytesRead: unknown = await sys.readFeeding(fd, buffer, position, tap);
-  if (typeof bytesRead !== 'number') throw new Error(`read ${key}: the native read gave no byte count`);
-  if (bytesRead < want) throw blobError('UNAVAILABLE', `read ${key}: object shrank while reading`);
   return buffer;
 }
 
