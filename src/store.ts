@@ -35,7 +35,7 @@ import { listAll } from './records.js';
 import { type PageOptions, Repository } from './repository.js';
 import { type ScrubOptions, type ScrubReport, scrub } from './scrub.js';
 import { openDriver } from './store-url.js';
-import { HashTap, sliceBytes, verifyingTransform } from './stream/hashing.js';
+import { HashTap, verifyingTransform } from './stream/hashing.js';
 import { type StoreCounters, UploadManager } from './upload.js';
 import { type StoreUsage, usage } from './usage.js';
 
@@ -174,8 +174,12 @@ export class BlobStore {
   ): Promise<PutResult> {
     const hash = createHash(expected.algorithm);
     const tap = new HashTap([hash]);
-    const chunks = source instanceof Uint8Array ? sliceBytes(source) : source;
-    for await (const _ of tap.wrap(chunks)) throwIfAborted(options.signal);
+    try {
+      for await (const _ of tap.wrap(source)) throwIfAborted(options.signal);
+    } catch (error) {
+      tap.stop();
+      throw error;
+    }
     const size = tap.finish();
     this.checkResult(expected, formatDigest(expected.algorithm, hash.digest()), options.size, size);
     if (size !== existing.size) {
@@ -212,8 +216,12 @@ export class BlobStore {
     const hash = createHash(algorithm);
     const tap = new HashTap([hash]);
     const dataKey = newDataKey();
-    const chunks = source instanceof Uint8Array ? sliceBytes(source) : source;
-    await this.driver.write(dataKey, tap.wrap(chunks), this.dataWriteOptions(size, signal));
+    try {
+      await this.driver.write(dataKey, tap.wrap(source), this.dataWriteOptions(size, signal));
+    } catch (error) {
+      tap.stop();
+      throw error;
+    }
     const written = tap.finish();
     const digest = formatDigest(algorithm, hash.digest());
     try {

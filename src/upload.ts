@@ -49,7 +49,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { publishIndex, referenceBlob } from './blob-index.js';
+import { findBlob, publishIndex } from './blob-index.js';
 import { type DigestAlgorithm, formatDigest, parseDigest } from './digest.js';
 import type { Body, Driver, MultipartHandle, PartHold, PartRef, SignalOptions } from './driver.js';
 import { blobError, isBlobcoreError, throwIfAborted } from './errors.js';
@@ -57,7 +57,7 @@ import { createResumableSha256, type ResumableSha256 } from './hash/index.js';
 import { isUploadId, newDataKey, newUploadId, tailKey, uploadPrefix, uploadStateKey } from './layout.js';
 import { listAll, readRecord, swapRecord } from './records.js';
 import { ByteReader } from './stream/byte-reader.js';
-import { HashTap, sliceBytes } from './stream/hashing.js';
+import { HashTap } from './stream/hashing.js';
 
 /** Tries of a held part write that found its range claimed, and the first pause between them. */
 const HOLD_ATTEMPTS = 6;
@@ -96,7 +96,7 @@ interface TailRef {
 /** A run of new bytes headed for a tail object or a part. */
 interface Piece {
   size: number;
-  bytes: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+  bytes: Uint8Array | AsyncIterable<Uint8Array>;
   tail: boolean;
 }
 
@@ -376,8 +376,12 @@ export class Upload {
     if (this.claimedByOther(this.record))
       throw rangeInvalid(this.record, 'another writer is appending', true);
 
-    const known = body instanceof Uint8Array ? body.byteLength : options.size;
-    const reader = new ByteReader(body instanceof Uint8Array ? sliceBytes(body) : body);
+    // An in-memory body is cut into pieces by view (their hashing starts at once, see
+    // HashTap); a stream is read through a ByteReader.
+    const inMemory = body instanceof Uint8Array ? body : undefined;
+    const known = inMemory ? inMemory.byteLength : options.size;
+    const reader = inMemory ? undefined : new ByteReader(body as Exclude<Body, Uint8Array>);
+    let used = 0; // bytes of an in-memory body already in pieces
     const hasher = await this.liveHasher();
     const written: string[] = []; // tail keys written but not yet in a swapped record
     try {
@@ -391,23 +395,25 @@ export class Upload {
         if (remaining === undefined) {
           // Unknown length: buffer up to one part, so the part's size is known.
           const room = Math.min(Math.max(this.options.partSize, minPartSize), maxPartSize) - pending;
-          const buffered = await reader.readUpTo(room);
-          last = await reader.ended();
+          const buffered = await (reader as ByteReader).readUpTo(room);
+          last = await (reader as ByteReader).ended();
           piece = {
             size: buffered.length,
-            bytes: sliceBytes(buffered),
+            bytes: buffered,
             tail: pending + buffered.length < minPartSize,
           };
         } else {
           const tail = pending + remaining < minPartSize;
           const size = tail ? remaining : Math.min(remaining, maxPartSize - pending);
-          piece = { size, bytes: reader.take(size), tail };
+          const bytes = inMemory ? inMemory.subarray(used, used + size) : (reader as ByteReader).take(size);
+          piece = { size, bytes, tail };
+          used += size;
           remaining -= size;
           last = remaining === 0;
         }
         if (piece.size === 0) break;
-        // A body longer than its declared size must fail before the last swap.
-        const check = last && known !== undefined ? () => this.checkEnded(reader) : undefined;
+        // A stream longer than its declared size must fail before the last swap.
+        const check = last && reader && known !== undefined ? () => this.checkEnded(reader) : undefined;
         if (piece.tail) await this.appendTail(piece, hasher, written, check, signal);
         else await this.appendPart(piece, hasher, last, check, signal);
       }
@@ -415,7 +421,7 @@ export class Upload {
       return this.statusOf();
     } catch (error) {
       this.hasher = null; // may have absorbed bytes the record does not hold
-      await reader.close().catch(() => undefined);
+      await reader?.close().catch(() => undefined);
       for (const key of written) await this.driver.delete(key).catch(() => false);
       await this.releaseClaim();
       throw error;
@@ -437,7 +443,12 @@ export class Upload {
     const key = tailKey(this.id, this.record.offset);
     written.push(key);
     const tap = new HashTap(hasher ? [hasher] : []);
-    await this.driver.write(key, tap.wrap(piece.bytes), { size: piece.size, signal });
+    try {
+      await this.driver.write(key, tap.wrap(piece.bytes), { size: piece.size, signal });
+    } catch (error) {
+      tap.stop();
+      throw error;
+    }
     tap.finish();
     await check?.();
     const next: UploadRecord = {
@@ -528,10 +539,13 @@ export class Upload {
     const tap = new HashTap(hasher ? [hasher] : []);
     const driver = this.driver;
     let pulled = false;
+    // Wrapped now, not when the driver first pulls: an in-memory piece starts hashing
+    // while the driver claims its range. (A failed append drops the hasher.)
+    const newBytes = tap.wrap(piece.bytes);
     async function* partBody(): AsyncGenerator<Uint8Array> {
       pulled = true;
       for (const tail of record.tail) yield* await driver.read(tail.key, { signal });
-      yield* tap.wrap(piece.bytes);
+      yield* newBytes;
     }
     // A takeover of an expired claim (its owner crashed or stalled) is counted as in claim().
     const takeover = record.claim !== null && record.claim.owner !== this.owner;
@@ -570,30 +584,35 @@ export class Upload {
       : undefined;
     const body = partBody();
     let ref: PartRef;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        ref = await driver.uploadPart(multipart, partNumber, record.offset - pending, body, size, {
-          signal,
-          hold,
-        });
-        break;
-      } catch (error) {
-        if (!held) throw error;
-        if (isBlobcoreError(error, 'NOT_FOUND')) {
-          await this.refresh({ signal }); // cancelled or finished elsewhere: BLOB_UPLOAD_UNKNOWN
-          throw error;
+    try {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          ref = await driver.uploadPart(multipart, partNumber, record.offset - pending, body, size, {
+            signal,
+            hold,
+          });
+          break;
+        } catch (error) {
+          if (!held) throw error;
+          if (isBlobcoreError(error, 'NOT_FOUND')) {
+            await this.refresh({ signal }); // cancelled or finished elsewhere: BLOB_UPLOAD_UNKNOWN
+            throw error;
+          }
+          if (!isBlobcoreError(error, 'PRECONDITION_FAILED')) throw error;
+          // Another writer holds the range. Two that claimed at the same instant both back
+          // off; retrying after a random pause (body untouched) lets one of them through,
+          // and the other then finds the record moved on. A long-held range is busy.
+          if (pulled || attempt >= HOLD_ATTEMPTS)
+            throw rangeInvalid(this.record, 'another writer is appending', true);
+          const pause = HOLD_BACKOFF_MS * 2 ** (attempt - 1) * (0.5 + Math.random());
+          await sleep(pause, undefined, { signal }).catch(() => throwIfAborted(signal));
         }
-        if (!isBlobcoreError(error, 'PRECONDITION_FAILED')) throw error;
-        // Another writer holds the range. Two that claimed at the same instant both back
-        // off; retrying after a random pause (body untouched) lets one of them through,
-        // and the other then finds the record moved on. A long-held range is busy.
-        if (pulled || attempt >= HOLD_ATTEMPTS)
-          throw rangeInvalid(this.record, 'another writer is appending', true);
-        const pause = HOLD_BACKOFF_MS * 2 ** (attempt - 1) * (0.5 + Math.random());
-        await sleep(pause, undefined, { signal }).catch(() => throwIfAborted(signal));
       }
+      if (!held) await finish(ref);
+    } catch (error) {
+      tap.stop(); // the append fails and drops the hasher: hash no more into it
+      throw error;
     }
-    if (!held) await finish(ref);
     for (const tail of record.tail) await this.driver.delete(tail.key).catch(() => false);
   }
 
@@ -626,7 +645,8 @@ export class Upload {
       this.options.verifyCommit === 'always' ||
       !this.driver.capabilities.conditionalWrite;
 
-    if (!verify && (await referenceBlob(this.driver, digest.value, { signal }))) {
+    // A miss costs one read (see findBlob): most commits are of new blobs.
+    if (!verify && (await findBlob(this.driver, digest.value, { signal }))) {
       await this.linkCommitted(digest.value, size, signal);
       await this.discard();
       return { digest: digest.value, size, deduplicated: true, rehashedBytes: 0 };

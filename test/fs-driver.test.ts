@@ -29,6 +29,7 @@ import {
 } from '../drivers/fs/index.js';
 import { currentOwner } from '../drivers/fs/owner.js';
 import { pvcDriverOptionsFromUrl } from '../drivers/pvc/index.js';
+import { collectBody } from '../src/bytes.js';
 import type { Driver } from '../src/driver.js';
 import { blobError } from '../src/errors.js';
 import {
@@ -480,6 +481,26 @@ describe('fs driver: key locks', () => {
     },
     LONG,
   );
+
+  it('a small conditional write takes the lock early: a failed precondition releases it and leaves no temp file', async () => {
+    const root = freshRoot(scratch);
+    const driver = createFsDriver({ root, lockTimeoutMs: 300 });
+    const { etag } = await driver.write('cas', Buffer.from('v1'));
+    await rejectsCode(driver.write('cas', Buffer.from('v2'), { ifMatch: '"stale"' }), 'PRECONDITION_FAILED');
+    await rejectsCode(driver.write('cas', Buffer.from('v2'), { ifNoneMatch: '*' }), 'PRECONDITION_FAILED');
+    expect(entries(join(root, 'v1/locks'))).toEqual([]);
+    expect(entries(join(root, 'v1/tmp'))).toEqual([]);
+    // Writers of one key in one process queue on the lock; exactly one of two racing swaps wins.
+    const racing = await Promise.allSettled([
+      driver.write('cas', Buffer.from('a'), { ifMatch: etag }),
+      driver.write('cas', Buffer.from('b'), { ifMatch: etag }),
+    ]);
+    expect(racing.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const lost = racing.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(lost.reason.code).toBe('PRECONDITION_FAILED');
+    expect(entries(join(root, 'v1/locks'))).toEqual([]);
+    expect(entries(join(root, 'v1/tmp'))).toEqual([]);
+  });
 });
 
 describe('fs driver: errors map to their meaning', () => {
@@ -589,6 +610,26 @@ describe('fs driver: part writes under a hold', () => {
     expect(openUnder(staging)).toEqual([]);
     expect(readdirSync(staging).filter((name) => /^[cr]\./.test(name))).toEqual([]);
     expect(statSync(join(staging, 'data')).size).toBe(0);
+  });
+
+  it('a part whose body fails leaves no receipt, claim or descriptor, and the file as it was; the part can be written again', async () => {
+    const root = freshRoot(scratch);
+    const driver = createFsDriver({ root });
+    const handle = await driver.createMultipart('parts/broken');
+    const staging = join(root, 'v1', 'staging', String(handle.uploadId));
+    const first = await driver.uploadPart(handle, 1, 0, randomBytes(1000), 1000);
+    const broken = (async function* () {
+      yield randomBytes(3 * MiB); // written, and the receipt made meanwhile
+      throw new Error('client went away');
+    })();
+    await expect(driver.uploadPart(handle, 2, 1000, broken, 4 * MiB)).rejects.toThrow('client went away');
+    expect(openUnder(staging)).toEqual([]);
+    expect(readdirSync(staging).filter((name) => /^[cr]\./.test(name))).toEqual([`r.1.0.1000.${first.etag}`]);
+    expect(statSync(join(staging, 'data')).size).toBe(1000);
+    const body = randomBytes(2000);
+    const second = await driver.uploadPart(handle, 2, 1000, body, 2000);
+    await driver.completeMultipart(handle, [first, second]);
+    expect((await collectBody(await driver.read('parts/broken'))).subarray(1000).equals(body)).toBe(true);
   });
 
   it('a part for an upload another instance aborted is NOT_FOUND, though this one knew its folder', async () => {

@@ -9,6 +9,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createFsDriver } from '../drivers/fs/index.js';
 import { FileSink, READ_CHUNK_BYTES, STREAM_CHUNK_BYTES, writeBody } from '../drivers/fs/sys.js';
@@ -18,8 +19,11 @@ import { MiB, rejectsCode } from './fixtures/fs-harness/helpers.js';
 const scratch = mkdtempSync(join(tmpdir(), 'blobcore-fs-streaming-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-/** A FileHandle stand-in recording writes and syncs; `datasync` can be made to fail. */
-function fakeHandle(options: { failSync?: boolean } = {}) {
+/**
+ * A FileHandle stand-in recording writes and syncs; `datasync` can be made to fail, or to
+ * wait until the test lets it end (`gate`).
+ */
+function fakeHandle(options: { failSync?: boolean; gate?: () => Promise<void> } = {}) {
   const file = Buffer.alloc(64 * MiB);
   const events: string[] = [];
   let size = 0;
@@ -44,6 +48,7 @@ function fakeHandle(options: { failSync?: boolean } = {}) {
     },
     async datasync() {
       events.push(`sync ${size}`);
+      await options.gate?.();
       if (options.failSync) throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
     },
   };
@@ -76,6 +81,49 @@ describe('FileSink background syncs', () => {
     const fake = fakeHandle({ failSync: true });
     const sink = new FileSink(fake.handle, 0, undefined, 4 * MiB);
     await expect(writeBody(sink, randomBytes(16 * MiB), undefined)).rejects.toMatchObject({ code: 'EIO' });
+  });
+
+  it('a sync starts as soon as a write lands, not when the next batch is written', async () => {
+    const fake = fakeHandle();
+    const sink = new FileSink(fake.handle, 0, undefined, MiB);
+    await sink.add(randomBytes(MiB)); // one batch: its write starts
+    await nextTurn();
+    expect(fake.events).toEqual(['write 0', `sync ${MiB}`]); // nothing more was added
+    expect(await sink.finish()).toBe(MiB);
+  });
+
+  it('a sync that ends starts the next when enough has landed meanwhile, before finish()', async () => {
+    let open: () => void = () => {};
+    const gates: Promise<void>[] = [];
+    const fake = fakeHandle({
+      gate: () => {
+        const gate = new Promise<void>((resolve) => {
+          open = resolve;
+        });
+        gates.push(gate);
+        return gate;
+      },
+    });
+    const sink = new FileSink(fake.handle, 0, undefined, MiB);
+    for (let i = 0; i < 4; i++) await sink.add(randomBytes(MiB));
+    await nextTurn();
+    expect(fake.events.filter((e) => e.startsWith('sync'))).toEqual([`sync ${MiB}`]); // one at a time
+    open();
+    await nextTurn();
+    expect(fake.events.filter((e) => e.startsWith('sync'))).toEqual([`sync ${MiB}`, `sync ${4 * MiB}`]);
+    const finished = sink.finish();
+    open();
+    expect(await finished).toBe(4 * MiB);
+    expect(gates).toHaveLength(2);
+  });
+
+  it('after a failed sync, finish() rejects and settle() returns', async () => {
+    const fake = fakeHandle({ failSync: true });
+    const sink = new FileSink(fake.handle, 0, undefined, MiB);
+    await sink.add(randomBytes(2 * MiB));
+    await nextTurn();
+    await sink.settle();
+    await expect(sink.finish()).rejects.toMatchObject({ code: 'EIO' });
   });
 });
 

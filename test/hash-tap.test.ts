@@ -1,12 +1,13 @@
 /**
- * HashTap (src/stream/hashing.ts): chunks are hashed exactly once and in order, the hash
- * trails the consumer by at most the chunk it holds, and the last chunk is hashed in
- * steps so I/O callbacks run in between (a driver's sync overlaps the end of the hash).
+ * HashTap (src/stream/hashing.ts): chunks are hashed exactly once and in order; a stream's
+ * hash trails the consumer by at most the chunk it holds, an in-memory body's starts at
+ * once, ahead of the consumer; hashing goes in steps so I/O callbacks run in between (a
+ * driver's writes and syncs overlap the hash), and stop() ends it.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { HASH_STEP, HashTap, sliceBytes } from '../src/stream/hashing.js';
+import { HASH_STEP, HashTap, STREAM_SLICE, sliceBytes } from '../src/stream/hashing.js';
 
 function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
@@ -77,5 +78,37 @@ describe('HashTap', () => {
     }
     expect(tap.finish()).toBe(2 * HASH_STEP);
     expect(hash.digest('hex')).toBe(sha256(body.subarray(0, 2 * HASH_STEP)));
+  });
+
+  it('an in-memory body is hashed from wrap() on, ahead of a consumer that has not pulled yet', async () => {
+    const body = randomBytes(2 * STREAM_SLICE + 4321);
+    const hash = createHash('sha256');
+    const tap = new HashTap([hash]);
+    const chunks = tap.wrap(body);
+    for (let turn = 0; turn < 3; turn++) await nextTurn();
+    expect(tap.bytes).toBeGreaterThanOrEqual(3 * HASH_STEP - 1); // nothing pulled yet
+    expect(tap.bytes).toBeLessThan(body.length); // in steps, not in one go
+    const seen: Uint8Array[] = [];
+    for await (const chunk of chunks) seen.push(chunk);
+    // Views of the body, STREAM_SLICE at a time: no copies.
+    expect(seen.map((chunk) => chunk.byteLength)).toEqual([STREAM_SLICE, STREAM_SLICE, 4321]);
+    expect(seen.every((chunk) => chunk.buffer === body.buffer)).toBe(true);
+    expect(tap.finish()).toBe(body.length);
+    expect(hash.digest('hex')).toBe(sha256(body));
+    await nextTurn();
+    expect(tap.bytes).toBe(body.length); // hashed once
+  });
+
+  it('stop() ends the background hashing of a body that will not be used', async () => {
+    const body = randomBytes(16 * HASH_STEP);
+    const tap = new HashTap([createHash('sha256')]);
+    tap.wrap(body);
+    await nextTurn();
+    tap.stop();
+    const at = tap.bytes;
+    expect(at).toBeLessThan(body.length);
+    for (let turn = 0; turn < 3; turn++) await nextTurn();
+    expect(tap.bytes).toBe(at);
+    expect(tap.finish()).toBe(at);
   });
 });

@@ -419,6 +419,25 @@ describe('uploads on a driver that holds part ranges (fs)', () => {
     expect((await readBlob(a, result.digest)).equals(x)).toBe(true);
   });
 
+  it('a refused in-memory append, hashed ahead of its write, leaves the instance’s hash where the record is', async () => {
+    const { a, b } = await twoFsStores();
+    const x = randomBytes(300 * 1024);
+    const upload = await a.uploads.start();
+    await upload.append(x.subarray(0, 1000), { offset: 0 });
+    const stale = await b.uploads.resume(upload.id);
+    await stale.status(); // its hasher is now live at 1000
+    await upload.append(x.subarray(1000), { offset: 1000 });
+    // As long as A's part: a hasher that kept these bytes would sit at the record's offset.
+    const refused = randomBytes(x.length - 1000);
+    expect((await errorOf(stale.append(refused, { offset: 1000 }))).code).toBe('RANGE_INVALID');
+    const z = randomBytes(64 * 1024);
+    await stale.append(z, { offset: x.length });
+    const whole = Buffer.concat([x, z]);
+    const result = await stale.commit({ digest: sha256(whole), size: whole.length });
+    expect(result.rehashedBytes).toBe(0);
+    expect((await readBlob(a, result.digest)).equals(whole)).toBe(true);
+  });
+
   it('never lets two instances both win an append at the same offset; what won is what commits', async () => {
     // Two racing claims on one range may both back off (the driver's rule), never both proceed.
     for (let round = 0; round < 6; round++) {

@@ -168,27 +168,50 @@ export class KeyLocks {
 
   /** Runs `work` holding the lock of `key`. */
   async with<T>(key: string, options: LockOptions, work: () => Promise<T>): Promise<T> {
+    const release = await this.hold(key, options);
+    try {
+      return await work();
+    } finally {
+      await release();
+    }
+  }
+
+  /**
+   * Takes the lock of `key`; resolves to its release, which never throws and may be
+   * called more than once (the lock is released the first time).
+   */
+  async hold(key: string, options: LockOptions): Promise<() => Promise<void>> {
     const path = this.lockPath(key);
     // In-process queue first, so one process never spins on its own lock file.
     const previous = this.local.get(path) ?? Promise.resolve();
-    let release: () => void = () => {};
+    let passOn: () => void = () => {};
     const mine = new Promise<void>((resolve) => {
-      release = resolve;
+      passOn = resolve;
     });
     const tail = previous.then(() => mine);
     this.local.set(path, tail);
+    const leaveQueue = () => {
+      passOn();
+      if (this.local.get(path) === tail) this.local.delete(path);
+    };
     try {
       await previous;
       await this.acquire(path, options);
-      try {
-        return await work();
-      } finally {
-        await this.sys.unlinkIfExists(path).catch(() => {});
-      }
-    } finally {
-      release();
-      if (this.local.get(path) === tail) this.local.delete(path);
+    } catch (error) {
+      leaveQueue();
+      throw error;
     }
+    let released: Promise<void> | undefined;
+    return () => {
+      released ??= this.sys
+        .unlinkIfExists(path)
+        .then(
+          () => {},
+          () => {},
+        )
+        .finally(leaveQueue);
+      return released;
+    };
   }
 
   private async acquire(path: string, options: LockOptions): Promise<void> {

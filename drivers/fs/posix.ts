@@ -45,9 +45,11 @@
  * overlaps it backs off with PRECONDITION_FAILED (both may back off, never both proceed),
  * then runs the caller's `hold.before` (capabilities.exclusiveParts), removes receipts its
  * range overlaps, writes (with a background fdatasync every PART_SYNC_BYTES, so writeback
- * overlaps the rest of the body), creates its receipt, then fdatasyncs the data and (full)
- * fsyncs the folder together, runs `hold.after` and only then drops its claim. (fdatasync
- * suffices: the bytes and the size must survive, the mtime need not; completion fsyncs.)
+ * overlaps the rest of the body) while it creates its receipt and (full) fsyncs the folder,
+ * fdatasyncs the data, runs `hold.after` and only then drops its claim. (fdatasync
+ * suffices: the bytes and the size must survive, the mtime need not; completion fsyncs.
+ * A receipt made before its bytes are durable is safe: completion trusts only receipts
+ * carrying the etag of a part the caller recorded, and the caller records it only after.)
  * Completion takes the seal claim (same rule), checks the
  * receipts of the given parts (same etag, contiguous from 0), truncates, fsyncs, records
  * complete.json and renames `data` onto the key: O(1) in the object size. A retried
@@ -328,6 +330,8 @@ function rangesOverlap(aStart: number, aEnd: number, bStart: number, bEnd: numbe
  * while the rest of the chunk still streams and hashes.
  */
 const PART_SYNC_BYTES = 4 * 1024 * 1024;
+/** In-memory bodies up to this size take their key's lock before being written (see write). */
+const EARLY_LOCK_BYTES = 64 * 1024;
 /** Staging folders whose key this process remembers (see openStaging). */
 const STAGING_KEYS_KEPT = 1024;
 /** A whole read on a local filesystem starts with one pread of this size (see `read`). */
@@ -756,17 +760,19 @@ export class PosixDriver implements Driver {
 
   /**
    * Publishes a finished temp file at `finalPath`. Returns true when the temp was moved
-   * (rename), false when it was linked and must still be unlinked.
+   * (rename), false when it was linked and must still be unlinked. `locked` is the key's
+   * lock when the caller took it already (and checked the precondition under it).
    */
   private async publish(
     tempPath: string,
     finalPath: string,
     key: string,
     options: WriteOptions,
+    locked?: () => Promise<void>,
   ): Promise<boolean> {
-    const signal = options.signal;
     let moved: boolean;
-    if (options.ifNoneMatch === '*' && this.fsInfo.hardLinks) {
+    let releasing: Promise<void> | undefined;
+    if (!locked && options.ifNoneMatch === '*' && this.fsInfo.hardLinks) {
       try {
         await this.withParent(finalPath, () => this.sys.link(tempPath, finalPath));
       } catch (error) {
@@ -775,21 +781,37 @@ export class PosixDriver implements Driver {
       }
       moved = false;
     } else {
-      await this.locks.with(key, this.lockOptions(signal), async () => {
-        if (options.ifNoneMatch === '*') {
-          if (await this.statPath(finalPath)) throw blobError('PRECONDITION_FAILED', `key exists: ${key}`);
-        } else if (options.ifMatch !== undefined) {
-          const current = await this.statPath(finalPath);
-          if (!current || etagOf(current) !== options.ifMatch) {
-            throw blobError('PRECONDITION_FAILED', `etag mismatch for ${key}`);
-          }
-        }
+      const release = locked ?? (await this.locks.hold(key, this.lockOptions(options.signal)));
+      try {
+        if (!locked) await this.checkPrecondition(finalPath, key, options);
         await this.withParent(finalPath, () => this.sys.rename(tempPath, finalPath));
-      });
+      } finally {
+        releasing = release(); // alongside the folder's sync
+      }
       moved = true;
     }
-    if (this.durability === 'full') await this.syncDir(parentOf(finalPath));
+    await Promise.all([
+      releasing,
+      this.durability === 'full' ? this.syncDir(parentOf(finalPath)) : undefined,
+    ]);
     return moved;
+  }
+
+  /** Whether publishing a write with these options takes the key's lock (see publish). */
+  private publishLocks(options: WriteOptions): boolean {
+    return !(options.ifNoneMatch === '*' && this.fsInfo.hardLinks);
+  }
+
+  /** ifNoneMatch / ifMatch against the file at `finalPath`; call holding the key's lock. */
+  private async checkPrecondition(finalPath: string, key: string, options: WriteOptions): Promise<void> {
+    if (options.ifNoneMatch === '*') {
+      if (await this.statPath(finalPath)) throw blobError('PRECONDITION_FAILED', `key exists: ${key}`);
+    } else if (options.ifMatch !== undefined) {
+      const current = await this.statPath(finalPath);
+      if (!current || etagOf(current) !== options.ifMatch) {
+        throw blobError('PRECONDITION_FAILED', `etag mismatch for ${key}`);
+      }
+    }
   }
 
   // ---------------------------------------------------------------- capacity
@@ -984,6 +1006,7 @@ export class PosixDriver implements Driver {
   async write(key: string, body: Body, options: WriteOptions = {}): Promise<WriteResult> {
     let temp: Temp | undefined;
     let tempPresent = false;
+    let locking: Promise<() => Promise<void>> | undefined;
     try {
       await this.ready();
       const finalPath = this.objectPath(key);
@@ -991,6 +1014,13 @@ export class PosixDriver implements Driver {
         throw blobError('PRECONDITION_FAILED', 'ifNoneMatch and ifMatch cannot both hold');
       }
       const declared = options.size ?? (body instanceof Uint8Array ? body.byteLength : undefined);
+      // A small body (a record) takes the key's lock while its temp file is written, and
+      // checks the precondition under it while the file syncs: fewer steps one after the
+      // other. A large one takes it only to publish, so it never holds up the key long.
+      if (body instanceof Uint8Array && body.byteLength <= EARLY_LOCK_BYTES && this.publishLocks(options)) {
+        locking = this.locks.hold(key, this.lockOptions(options.signal));
+        locking.catch(() => {}); // observed below
+      }
       await this.admit(declared ?? 0);
       temp = await this.createTemp();
       tempPresent = true;
@@ -1003,14 +1033,30 @@ export class PosixDriver implements Driver {
       const size = await writeBody(sink, body, options.signal);
       const handle = temp.handle as FileHandle;
       temp.handle = undefined;
-      const stat = await this.finishFile(handle, temp.path);
+      const finishing = this.finishFile(handle, temp.path);
+      let locked: (() => Promise<void>) | undefined;
+      if (locking) {
+        const checking = locking.then(async (release) => {
+          locked = release;
+          await this.checkPrecondition(finalPath, key, options);
+        });
+        const [finished, checked] = await Promise.allSettled([finishing, checking]);
+        if (finished.status === 'rejected') throw finished.reason;
+        if (checked.status === 'rejected') throw checked.reason;
+      }
+      const stat = await finishing;
       throwIfAborted(options.signal);
-      const moved = await this.publish(temp.path, finalPath, key, options);
+      const moved = await this.publish(temp.path, finalPath, key, options, locked);
       if (moved) tempPresent = false;
       return { etag: etagOf(stat), size };
     } catch (error) {
       throw this.fail(error, `write ${key}`);
     } finally {
+      if (locking)
+        await locking.then(
+          (release) => release(),
+          () => {},
+        );
       if (temp) {
         await this.closeQuietly(temp.handle);
         if (tempPresent) await this.sys.unlinkIfExists(temp.path).catch(() => {});
@@ -1143,28 +1189,29 @@ export class PosixDriver implements Driver {
       const dir = `${this.stagingDir}/${uploadId}`;
       await this.withParent(dir, () => this.sys.mkdir(dir, this.dirMode));
       if (this.config.groupShared) await this.sys.chmod(dir, this.dirMode);
-      const data = await this.sys.open(`${dir}/data`, 'wx', this.fileMode);
-      try {
-        if (this.chmodFiles) await data.chmod(this.fileMode);
-        if (this.durability !== 'none') await this.syncFile(data);
-      } finally {
-        await data.close();
-      }
-      const meta = await this.sys.open(`${dir}/meta.json`, 'wx', this.fileMode);
-      try {
-        if (this.chmodFiles) await meta.chmod(this.fileMode);
-        await meta.writeFile(`${JSON.stringify({ key, created: new Date().toISOString() })}\n`);
-        await this.syncFile(meta);
-      } finally {
-        await meta.close();
-      }
-      if (this.durability === 'full') {
-        await this.syncDir(dir);
-        await this.syncDir(this.stagingDir);
-      }
+      // The two files, then the two folders, each pair made durable together (one journal
+      // commit where the filesystem batches them).
+      const meta = `${JSON.stringify({ key, created: new Date().toISOString() })}\n`;
+      await Promise.all([
+        this.createStagingFile(`${dir}/data`),
+        this.createStagingFile(`${dir}/meta.json`, meta),
+      ]);
+      if (this.durability === 'full') await Promise.all([this.syncDir(dir), this.syncDir(this.stagingDir)]);
       return { key, uploadId };
     } catch (error) {
       throw this.fail(error, `create multipart upload for ${key}`);
+    }
+  }
+
+  /** A new file of an upload's staging folder, with `text`, synced per durability. */
+  private async createStagingFile(path: string, text?: string): Promise<void> {
+    const handle = await this.sys.open(path, 'wx', this.fileMode);
+    try {
+      if (this.chmodFiles) await handle.chmod(this.fileMode);
+      if (text !== undefined) await handle.writeFile(text);
+      if (this.durability !== 'none') await this.syncFile(handle);
+    } finally {
+      await handle.close();
     }
   }
 
@@ -1263,25 +1310,37 @@ export class PosixDriver implements Driver {
       const end = offset + size;
       if (!Number.isSafeInteger(end)) throw blobError('RANGE_INVALID', 'part ends past 2^53');
       // The claim excludes every overlapping part and the completion seal, in any process
-      // (and fails with NOT_FOUND once the upload is gone).
-      const claim = await this.claim(dir, offset, end, handle.key);
+      // (and fails with NOT_FOUND once the upload is gone). Opening the data file does not
+      // depend on it: both run together.
+      const opening = this.sys.open(`${dir}/data`, 'r+');
+      opening.catch(() => {}); // observed below, maybe after it settles
+      let claim: Claim;
       try {
-        await this.admit(size);
-        // The caller's check and opening the data file are independent: run together.
-        const opening = this.sys.open(`${dir}/data`, 'r+');
-        const checking = Promise.resolve().then(() => options.hold?.before());
-        const [checked, opened] = await Promise.allSettled([checking, opening]);
-        if (checked.status === 'rejected' || opened.status === 'rejected') {
+        claim = await this.claim(dir, offset, end, handle.key);
+      } catch (error) {
+        await opening.then((data) => data.close()).catch(() => {});
+        throw error;
+      }
+      try {
+        // Under the claim: the caller's check, and the file's size before this write.
+        const [checked, opened, sized] = await Promise.allSettled([
+          this.admit(size).then(() => options.hold?.before()),
+          opening,
+          this.sys.stat(`${dir}/data`),
+        ]);
+        if (checked.status === 'rejected' || opened.status === 'rejected' || sized.status === 'rejected') {
           if (opened.status === 'fulfilled') await opened.value.close().catch(() => {});
           if (checked.status === 'rejected') throw checked.reason;
-          const error = (opened as PromiseRejectedResult).reason;
+          const error = (opened.status === 'rejected' ? opened : (sized as PromiseRejectedResult)).reason;
           if (isErrno(error, 'ENOENT')) {
             throw blobError('NOT_FOUND', `no multipart upload in progress for ${handle.key}`);
           }
           throw error;
         }
         const data = opened.value;
+        const before = Number(sized.value.size);
         const etag = randomBytes(8).toString('hex');
+        const receiptPath = `${dir}/r.${partNumber}.${offset}.${size}.${etag}`;
         try {
           // Receipts this write makes untrue go first, so a crash mid-write leaves none.
           // (Listed after our claim: any receipt made since is for a range we do not overlap.)
@@ -1292,27 +1351,23 @@ export class PosixDriver implements Driver {
             if (overlaps || receipt.partNumber === partNumber)
               await this.sys.unlinkIfExists(`${dir}/${name}`);
           }
-          const before = (await data.stat()).size;
+          // Our receipt is made, and its name synced, while the bytes are written. Before
+          // the caller records the part, a receipt means nothing: completion accepts only
+          // receipts with the etag of a recorded part, and this etag is new.
+          const receipting = this.createReceipt(receiptPath, dir);
+          receipting.catch(() => {}); // observed below
           try {
             const sink = new FileSink(data, offset, undefined, this.earlySyncBytes(PART_SYNC_BYTES));
             await writeBody(sink, body, options.signal);
           } catch (error) {
+            await receipting.catch(() => {});
+            await this.sys.unlinkIfExists(receiptPath).catch(() => {});
             await this.shrinkAfterFailure(data, dir, claim, before, offset);
             throw error;
           }
-          const receipt = await this.sys.open(
-            `${dir}/r.${partNumber}.${offset}.${size}.${etag}`,
-            'wx',
-            this.fileMode,
-          );
-          // The part's bytes (fdatasync: the size, not the mtime) and its receipt's name
-          // (directory fsync) are made durable together, in one journal commit where the
-          // filesystem batches them; both before the ref is handed out.
-          await Promise.all([
-            receipt.close(),
-            this.durability !== 'none' ? this.dataSync(data) : undefined,
-            this.durability === 'full' ? this.syncDir(dir) : undefined,
-          ]);
+          // The part's bytes (fdatasync: the size, not the mtime) are durable, and so is
+          // its receipt's name, before the ref is handed out.
+          await Promise.all([receipting, this.durability !== 'none' ? this.dataSync(data) : undefined]);
         } catch (error) {
           await data.close().catch(() => {});
           throw error;
@@ -1332,6 +1387,12 @@ export class PosixDriver implements Driver {
     } catch (error) {
       throw this.fail(error, `upload part ${partNumber} for ${handle.key}`);
     }
+  }
+
+  /** Creates a part's receipt (an empty file) and, under `full`, syncs its folder. */
+  private async createReceipt(path: string, dir: string): Promise<void> {
+    await (await this.sys.open(path, 'wx', this.fileMode)).close();
+    if (this.durability === 'full') await this.syncDir(dir);
   }
 
   private async dataSync(handle: FileHandle): Promise<void> {

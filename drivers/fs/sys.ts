@@ -321,8 +321,10 @@ async function writeAll(handle: FileHandle, chunks: Uint8Array[], position: numb
 /**
  * Streams a body into a file. Chunks are batched by reference (no copy) into `writev`
  * calls of about WRITE_BATCH_BYTES; one batch is written while the next is gathered.
- * With `syncEvery`, an `fdatasync` runs in the background each time that many more bytes
- * are on disk (one at a time); its failure fails the write like a write error would.
+ * With `syncEvery`, an `fdatasync` runs in the background as soon as that many more bytes
+ * are on disk (one at a time; one that ends starts the next if enough is new again), so
+ * writeback keeps up with the writes instead of waiting for the next batch; its failure
+ * fails the write like a write error would.
  * Every write's and sync's failure is observed: `finish()` or `settle()` must be called.
  */
 export class FileSink {
@@ -332,6 +334,9 @@ export class FileSink {
   private syncing: Promise<void> | undefined;
   private syncError: { error: unknown } | undefined;
   private syncedUpTo = 0;
+  private settling = false;
+  /** Bytes of completed writes (writes run one at a time, in order). */
+  private onDisk = 0;
   private position: number;
   written = 0;
 
@@ -359,27 +364,31 @@ export class FileSink {
     this.batch = [];
     this.batchBytes = 0;
     if (this.inflight) await this.inflight;
-    this.syncInBackground();
     const at = this.position;
     this.position += bytes;
     this.written += bytes;
-    const write = writeAll(this.handle, chunks, at);
+    const write = writeAll(this.handle, chunks, at).then(() => {
+      this.onDisk += bytes;
+      this.syncInBackground();
+    });
     write.catch(() => {}); // observed here; the error is rethrown by the next await of `inflight`
     this.inflight = write;
     if (this.onProgress) await this.onProgress(this.written);
   }
 
-  /** Starts an fdatasync of what is written so far, when enough is new and none runs. */
+  /** Starts an fdatasync of what is on disk so far, when enough is new and none runs. */
   private syncInBackground(): void {
-    if (this.syncEvery === undefined || this.syncing) return;
-    const onDisk = this.written; // every write before the one about to start has completed
-    if (onDisk - this.syncedUpTo < this.syncEvery) return;
-    this.syncedUpTo = onDisk;
+    if (this.syncEvery === undefined || this.syncing || this.syncError || this.settling) return;
+    const upTo = this.onDisk;
+    if (upTo - this.syncedUpTo < this.syncEvery) return;
+    this.syncedUpTo = upTo;
     const sync = this.handle.datasync().then(
       () => {
-        if (this.syncing === sync) this.syncing = undefined;
+        this.syncing = undefined;
+        this.syncInBackground(); // writes that landed meanwhile
       },
       (error: unknown) => {
+        this.syncing = undefined;
         this.syncError ??= { error }; // kept until `finish()` rethrows it
       },
     );
@@ -392,21 +401,19 @@ export class FileSink {
     const last = this.inflight;
     this.inflight = undefined;
     if (last) await last;
-    const sync = this.syncing;
-    this.syncing = undefined;
-    if (sync) await sync;
+    // A sync that ends may start another: wait until none runs.
+    while (this.syncing) await this.syncing;
     if (this.syncError) throw this.syncError.error;
     return this.written;
   }
 
   /** Waits for a write or sync still in flight after a failure, ignoring its outcome. */
   async settle(): Promise<void> {
+    this.settling = true; // no further background syncs
     const last = this.inflight;
-    const sync = this.syncing;
     this.inflight = undefined;
-    this.syncing = undefined;
     if (last) await last.catch(() => {});
-    if (sync) await sync.catch(() => {});
+    while (this.syncing) await this.syncing;
   }
 }
 
