@@ -536,21 +536,21 @@ export class Upload {
     const record = this.record;
     const multipart = record.multipart as MultipartHandle;
     const pending = tailSize(record);
+    // A takeover of an expired claim (its owner crashed or stalled) is counted as in claim().
+    const takeover = record.claim !== null && record.claim.owner !== this.owner;
+    const partNumber = takeover ? record.nextPart + 1 : record.nextPart;
+    if (held) this.checkPartNumber(partNumber); // `claim` checked it otherwise
     const tap = new HashTap(hasher ? [hasher] : []);
     const driver = this.driver;
     let pulled = false;
     // Wrapped now, not when the driver first pulls: an in-memory piece starts hashing
-    // while the driver claims its range. (A failed append drops the hasher.)
+    // while the driver claims its range. From here every failure stops the tap (below).
     const newBytes = tap.wrap(piece.bytes);
     async function* partBody(): AsyncGenerator<Uint8Array> {
       pulled = true;
       for (const tail of record.tail) yield* await driver.read(tail.key, { signal });
       yield* newBytes;
     }
-    // A takeover of an expired claim (its owner crashed or stalled) is counted as in claim().
-    const takeover = record.claim !== null && record.claim.owner !== this.owner;
-    const partNumber = takeover ? record.nextPart + 1 : record.nextPart;
-    if (held) this.checkPartNumber(partNumber); // `claim` checked it otherwise
     const size = pending + piece.size;
     const progress = (ref: PartRef): UploadRecord => ({
       ...record,

@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -27,7 +28,8 @@ import {
   type FsDriver,
   fsDriverOptionsFromUrl,
 } from '../drivers/fs/index.js';
-import { currentOwner } from '../drivers/fs/owner.js';
+import { currentOwner, KeyLocks } from '../drivers/fs/owner.js';
+import { NO_RETRY, Sys } from '../drivers/fs/sys.js';
 import { pvcDriverOptionsFromUrl } from '../drivers/pvc/index.js';
 import { collectBody } from '../src/bytes.js';
 import type { Driver } from '../src/driver.js';
@@ -484,7 +486,8 @@ describe('fs driver: key locks', () => {
 
   it('a small conditional write takes the lock early: a failed precondition releases it and leaves no temp file', async () => {
     const root = freshRoot(scratch);
-    const driver = createFsDriver({ root, lockTimeoutMs: 300 });
+    // Without hard links, create-only writes publish under the lock too.
+    const driver = createFsDriver({ root, lockTimeoutMs: 300, hardLinks: false });
     const { etag } = await driver.write('cas', Buffer.from('v1'));
     await rejectsCode(driver.write('cas', Buffer.from('v2'), { ifMatch: '"stale"' }), 'PRECONDITION_FAILED');
     await rejectsCode(driver.write('cas', Buffer.from('v2'), { ifNoneMatch: '*' }), 'PRECONDITION_FAILED');
@@ -500,6 +503,23 @@ describe('fs driver: key locks', () => {
     expect(lost.reason.code).toBe('PRECONDITION_FAILED');
     expect(entries(join(root, 'v1/locks'))).toEqual([]);
     expect(entries(join(root, 'v1/tmp'))).toEqual([]);
+  });
+
+  it('a held lock’s mtime is refreshed every lease/4, so a slow holder is never taken for abandoned', async () => {
+    const root = freshRoot(scratch);
+    await createFsDriver({ root }).write('x', Buffer.from('x')); // lays out v1/
+    const locks = new KeyLocks(new Sys(NO_RETRY), join(root, 'v1/locks'), currentOwner(), async () => {});
+    const options = { leaseMs: 200, timeoutMs: 1000, fileMode: 0o644 };
+    const release = await locks.hold('slow', options);
+    const path = locks.lockPath('slow');
+    const first = lstatSync(path).mtimeMs;
+    await new Promise((resolve) => setTimeout(resolve, 160));
+    expect(lstatSync(path).mtimeMs).toBeGreaterThan(first);
+    await release();
+    await release(); // a second release is a no-op
+    expect(entries(join(root, 'v1/locks'))).toEqual([]);
+    const again = await locks.hold('slow', options); // not left queued behind the first
+    await again();
   });
 });
 
@@ -630,6 +650,35 @@ describe('fs driver: part writes under a hold', () => {
     const second = await driver.uploadPart(handle, 2, 1000, body, 2000);
     await driver.completeMultipart(handle, [first, second]);
     expect((await collectBody(await driver.read('parts/broken'))).subarray(1000).equals(body)).toBe(true);
+  });
+
+  it('a part refused because another writer holds its range leaves no descriptor of the data file open', async () => {
+    const root = freshRoot(scratch);
+    const driver = createFsDriver({ root });
+    const handle = await driver.createMultipart('parts/busy');
+    const dataFile = join(root, 'v1', 'staging', String(handle.uploadId), 'data');
+    let go: () => void = () => {};
+    const gate = new Promise<void>((resolve) => {
+      go = resolve;
+    });
+    let pulled: () => void = () => {};
+    const writing = new Promise<void>((resolve) => {
+      pulled = resolve;
+    });
+    const slow = (async function* () {
+      pulled(); // the first writer holds its claim and the data file now
+      await gate;
+      yield randomBytes(1000);
+    })();
+    const first = driver.uploadPart(handle, 1, 0, slow, 1000);
+    await writing;
+    const dataOpen = () => openPaths().filter((path) => path === dataFile).length;
+    expect(dataOpen()).toBe(1);
+    await rejectsCode(driver.uploadPart(handle, 1, 0, randomBytes(1000), 1000), 'PRECONDITION_FAILED');
+    expect(dataOpen()).toBe(1); // the second writer opened it alongside its claim, and closed it
+    go();
+    expect((await first).size).toBe(1000);
+    expect(dataOpen()).toBe(0);
   });
 
   it('a part for an upload another instance aborted is NOT_FOUND, though this one knew its folder', async () => {

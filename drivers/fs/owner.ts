@@ -18,7 +18,10 @@
  * kinds exclude each other, so processes in either mode share a volume safely. A waiter backs off exponentially; a lock whose owner is dead, or (foreign
  * owner) whose mtime is older than the lease, is broken by renaming it to a private name,
  * checking the renamed inode is the one judged stale, and unlinking it. Holders keep a
- * lock only for a stat and a rename (no data I/O), far below the lease.
+ * lock for a stat and a rename; a small conditional write also while its temp file is
+ * written and synced (see PosixDriver.write). A held lock's mtime is refreshed every
+ * lease/4, as temp files and claims are, so a holder stalled in a slow call on a network
+ * filesystem is never taken for abandoned.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, readlinkSync } from 'node:fs';
@@ -201,8 +204,17 @@ export class KeyLocks {
       leaveQueue();
       throw error;
     }
+    const refresh = setInterval(
+      () => {
+        const now = new Date();
+        this.sys.lutimes(path, now, now).catch(() => {});
+      },
+      Math.max(50, Math.floor(options.leaseMs / 4)),
+    );
+    refresh.unref();
     let released: Promise<void> | undefined;
     return () => {
+      clearInterval(refresh);
       released ??= this.sys
         .unlinkIfExists(path)
         .then(

@@ -34,7 +34,9 @@
  *     (re-read from the server: open+fstat on network filesystems) and rename(temp, final).
  *   - delete: under the key lock, unlink. So every check-then-act on a key is serialized
  *     across processes, and link-based create-only needs no lock at all.
- *   then fsync the parent directory when durability is `full`.
+ *   then fsync the parent directory when durability is `full`. A small conditional write
+ *   that publishes under the lock (a record swap) takes it while its temp file is written,
+ *   and checks while the file syncs: fewer calls one after the other.
  * Etag: `"<ino>-<mtime ns>-<size>"` (base 36). Objects are never modified in place, so a
  * new version is a new inode; because ext4 reuses freed inode numbers at once, the mtime
  * of every published file is stamped explicitly at sub-microsecond resolution (see
@@ -785,9 +787,11 @@ export class PosixDriver implements Driver {
       try {
         if (!locked) await this.checkPrecondition(finalPath, key, options);
         await this.withParent(finalPath, () => this.sys.rename(tempPath, finalPath));
-      } finally {
-        releasing = release(); // alongside the folder's sync
+      } catch (error) {
+        await release();
+        throw error;
       }
+      releasing = release(); // alongside the folder's sync
       moved = true;
     }
     await Promise.all([
@@ -797,9 +801,15 @@ export class PosixDriver implements Driver {
     return moved;
   }
 
-  /** Whether publishing a write with these options takes the key's lock (see publish). */
-  private publishLocks(options: WriteOptions): boolean {
-    return !(options.ifNoneMatch === '*' && this.fsInfo.hardLinks);
+  /**
+   * Whether a small write takes the key's lock before its temp file is written (see
+   * write): only a conditional one that publishes under the lock, where the check can
+   * run while the file syncs. An unconditional write (a touch) has nothing to check, and
+   * holding the lock longer would only queue concurrent writers of the key behind fsyncs.
+   */
+  private locksEarly(options: WriteOptions): boolean {
+    if (options.ifNoneMatch === '*') return !this.fsInfo.hardLinks;
+    return options.ifMatch !== undefined;
   }
 
   /** ifNoneMatch / ifMatch against the file at `finalPath`; call holding the key's lock. */
@@ -1007,6 +1017,7 @@ export class PosixDriver implements Driver {
     let temp: Temp | undefined;
     let tempPresent = false;
     let locking: Promise<() => Promise<void>> | undefined;
+    let locked: (() => Promise<void>) | undefined;
     try {
       await this.ready();
       const finalPath = this.objectPath(key);
@@ -1017,7 +1028,7 @@ export class PosixDriver implements Driver {
       // A small body (a record) takes the key's lock while its temp file is written, and
       // checks the precondition under it while the file syncs: fewer steps one after the
       // other. A large one takes it only to publish, so it never holds up the key long.
-      if (body instanceof Uint8Array && body.byteLength <= EARLY_LOCK_BYTES && this.publishLocks(options)) {
+      if (body instanceof Uint8Array && body.byteLength <= EARLY_LOCK_BYTES && this.locksEarly(options)) {
         locking = this.locks.hold(key, this.lockOptions(options.signal));
         locking.catch(() => {}); // observed below
       }
@@ -1034,15 +1045,14 @@ export class PosixDriver implements Driver {
       const handle = temp.handle as FileHandle;
       temp.handle = undefined;
       const finishing = this.finishFile(handle, temp.path);
-      let locked: (() => Promise<void>) | undefined;
       if (locking) {
-        const checking = locking.then(async (release) => {
+        const checking = locking.then((release) => {
           locked = release;
-          await this.checkPrecondition(finalPath, key, options);
+          return this.checkPrecondition(finalPath, key, options);
         });
-        const [finished, checked] = await Promise.allSettled([finishing, checking]);
-        if (finished.status === 'rejected') throw finished.reason;
-        if (checked.status === 'rejected') throw checked.reason;
+        checking.catch(() => {}); // observed below, unless finishing fails first
+        await finishing;
+        await checking;
       }
       const stat = await finishing;
       throwIfAborted(options.signal);
@@ -1052,8 +1062,11 @@ export class PosixDriver implements Driver {
     } catch (error) {
       throw this.fail(error, `write ${key}`);
     } finally {
-      if (locking)
-        await locking.then(
+      // A lock taken is released before this returns; one still awaited (the write failed
+      // first) is released whenever it comes, rather than holding up the error.
+      if (locked) await locked();
+      else
+        locking?.then(
           (release) => release(),
           () => {},
         );
@@ -1192,11 +1205,11 @@ export class PosixDriver implements Driver {
       // The two files, then the two folders, each pair made durable together (one journal
       // commit where the filesystem batches them).
       const meta = `${JSON.stringify({ key, created: new Date().toISOString() })}\n`;
-      await Promise.all([
+      await settleAll([
         this.createStagingFile(`${dir}/data`),
         this.createStagingFile(`${dir}/meta.json`, meta),
       ]);
-      if (this.durability === 'full') await Promise.all([this.syncDir(dir), this.syncDir(this.stagingDir)]);
+      if (this.durability === 'full') await settleAll([this.syncDir(dir), this.syncDir(this.stagingDir)]);
       return { key, uploadId };
     } catch (error) {
       throw this.fail(error, `create multipart upload for ${key}`);
@@ -1341,6 +1354,7 @@ export class PosixDriver implements Driver {
         const before = Number(sized.value.size);
         const etag = randomBytes(8).toString('hex');
         const receiptPath = `${dir}/r.${partNumber}.${offset}.${size}.${etag}`;
+        let receipting: Promise<void> | undefined;
         try {
           // Receipts this write makes untrue go first, so a crash mid-write leaves none.
           // (Listed after our claim: any receipt made since is for a range we do not overlap.)
@@ -1354,21 +1368,24 @@ export class PosixDriver implements Driver {
           // Our receipt is made, and its name synced, while the bytes are written. Before
           // the caller records the part, a receipt means nothing: completion accepts only
           // receipts with the etag of a recorded part, and this etag is new.
-          const receipting = this.createReceipt(receiptPath, dir);
+          receipting = this.createReceipt(receiptPath, dir);
           receipting.catch(() => {}); // observed below
           try {
             const sink = new FileSink(data, offset, undefined, this.earlySyncBytes(PART_SYNC_BYTES));
             await writeBody(sink, body, options.signal);
           } catch (error) {
-            await receipting.catch(() => {});
-            await this.sys.unlinkIfExists(receiptPath).catch(() => {});
             await this.shrinkAfterFailure(data, dir, claim, before, offset);
             throw error;
           }
           // The part's bytes (fdatasync: the size, not the mtime) are durable, and so is
           // its receipt's name, before the ref is handed out.
-          await Promise.all([receipting, this.durability !== 'none' ? this.dataSync(data) : undefined]);
+          await settleAll([receipting, this.durability !== 'none' ? this.dataSync(data) : undefined]);
         } catch (error) {
+          // A part that failed leaves no receipt (nor, after a failed write, its bytes).
+          if (receipting) {
+            await receipting.catch(() => {});
+            await this.sys.unlinkIfExists(receiptPath).catch(() => {});
+          }
           await data.close().catch(() => {});
           throw error;
         }
@@ -1790,4 +1807,11 @@ function bufferStream(bytes: Buffer): Readable {
   if (bytes.byteLength > 0) stream.push(bytes);
   stream.push(null);
   return stream;
+}
+
+/** Waits for every promise to settle, then rejects with the first failure (if any). */
+async function settleAll(work: readonly (Promise<unknown> | undefined)[]): Promise<void> {
+  const results = await Promise.allSettled(work);
+  const failed = results.find((result) => result.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
 }

@@ -257,6 +257,9 @@ export class Sys {
   lstat(path: string): Promise<fs.BigIntStats> {
     return this.call(() => callback.lstat(path));
   }
+  lutimes(path: string, atime: Date, mtime: Date): Promise<void> {
+    return this.call(() => fsp.lutimes(path, atime, mtime));
+  }
   symlink(target: string, path: string): Promise<void> {
     return this.call(() => callback.symlink(target, path));
   }
