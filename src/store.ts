@@ -174,12 +174,9 @@ export class BlobStore {
   ): Promise<PutResult> {
     const hash = createHash(expected.algorithm);
     const tap = new HashTap([hash]);
-    try {
+    await tap.stopOnFailure(async () => {
       for await (const _ of tap.wrap(source)) throwIfAborted(options.signal);
-    } catch (error) {
-      tap.stop();
-      throw error;
-    }
+    });
     const size = tap.finish();
     this.checkResult(expected, formatDigest(expected.algorithm, hash.digest()), options.size, size);
     if (size !== existing.size) {
@@ -216,12 +213,9 @@ export class BlobStore {
     const hash = createHash(algorithm);
     const tap = new HashTap([hash]);
     const dataKey = newDataKey();
-    try {
-      await this.driver.write(dataKey, tap.wrap(source), this.dataWriteOptions(size, signal));
-    } catch (error) {
-      tap.stop();
-      throw error;
-    }
+    await tap.stopOnFailure(() =>
+      this.driver.write(dataKey, tap.wrap(source), this.dataWriteOptions(size, signal)),
+    );
     const written = tap.finish();
     const digest = formatDigest(algorithm, hash.digest());
     try {

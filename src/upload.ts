@@ -443,12 +443,9 @@ export class Upload {
     const key = tailKey(this.id, this.record.offset);
     written.push(key);
     const tap = new HashTap(hasher ? [hasher] : []);
-    try {
-      await this.driver.write(key, tap.wrap(piece.bytes), { size: piece.size, signal });
-    } catch (error) {
-      tap.stop();
-      throw error;
-    }
+    await tap.stopOnFailure(() =>
+      this.driver.write(key, tap.wrap(piece.bytes), { size: piece.size, signal }),
+    );
     tap.finish();
     await check?.();
     const next: UploadRecord = {
@@ -544,7 +541,8 @@ export class Upload {
     const driver = this.driver;
     let pulled = false;
     // Wrapped now, not when the driver first pulls: an in-memory piece starts hashing
-    // while the driver claims its range. From here every failure stops the tap (below).
+    // while the driver claims its range. A failed part write stops the tap (below); once
+    // the part is staged, `finish` hashes what is left before anything else.
     const newBytes = tap.wrap(piece.bytes);
     async function* partBody(): AsyncGenerator<Uint8Array> {
       pulled = true;
@@ -583,15 +581,13 @@ export class Upload {
         }
       : undefined;
     const body = partBody();
-    let ref: PartRef;
-    try {
+    const ref = await tap.stopOnFailure(async () => {
       for (let attempt = 1; ; attempt++) {
         try {
-          ref = await driver.uploadPart(multipart, partNumber, record.offset - pending, body, size, {
+          return await driver.uploadPart(multipart, partNumber, record.offset - pending, body, size, {
             signal,
             hold,
           });
-          break;
         } catch (error) {
           if (!held) throw error;
           if (isBlobcoreError(error, 'NOT_FOUND')) {
@@ -608,11 +604,8 @@ export class Upload {
           await sleep(pause, undefined, { signal }).catch(() => throwIfAborted(signal));
         }
       }
-      if (!held) await finish(ref);
-    } catch (error) {
-      tap.stop(); // the append fails and drops the hasher: hash no more into it
-      throw error;
-    }
+    });
+    if (!held) await finish(ref);
     for (const tail of record.tail) await this.driver.delete(tail.key).catch(() => false);
   }
 

@@ -111,4 +111,32 @@ describe('HashTap', () => {
     expect(tap.bytes).toBe(at);
     expect(tap.finish()).toBe(at);
   });
+
+  it('stopOnFailure() stops the tap when the consumer fails, and passes a success through', async () => {
+    const body = randomBytes(16 * HASH_STEP);
+    const failing = new HashTap([createHash('sha256')]);
+    const refused = new Error('driver refused');
+    await expect(
+      failing.stopOnFailure(async () => {
+        failing.wrap(body);
+        await nextTurn();
+        throw refused;
+      }),
+    ).rejects.toBe(refused);
+    const at = failing.bytes;
+    for (let turn = 0; turn < 3; turn++) await nextTurn();
+    expect(failing.bytes).toBe(at);
+    expect(at).toBeLessThan(body.length);
+
+    const hash = createHash('sha256');
+    const passing = new HashTap([hash]);
+    const taken = await passing.stopOnFailure(async () => {
+      let bytes = 0;
+      for await (const chunk of passing.wrap(body)) bytes += chunk.byteLength;
+      return bytes;
+    });
+    expect(taken).toBe(body.length);
+    expect(passing.finish()).toBe(body.length);
+    expect(hash.digest('hex')).toBe(sha256(body));
+  });
 });

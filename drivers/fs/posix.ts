@@ -1045,16 +1045,13 @@ export class PosixDriver implements Driver {
       const handle = temp.handle as FileHandle;
       temp.handle = undefined;
       const finishing = this.finishFile(handle, temp.path);
-      if (locking) {
-        const checking = locking.then((release) => {
-          locked = release;
-          return this.checkPrecondition(finalPath, key, options);
-        });
-        checking.catch(() => {}); // observed below, unless finishing fails first
-        await finishing;
-        await checking;
-      }
+      const checking = locking?.then((release) => {
+        locked = release;
+        return this.checkPrecondition(finalPath, key, options);
+      });
+      checking?.catch(() => {}); // observed below, unless finishing fails first
       const stat = await finishing;
+      await checking;
       throwIfAborted(options.signal);
       const moved = await this.publish(temp.path, finalPath, key, options, locked);
       if (moved) tempPresent = false;

@@ -83,6 +83,19 @@ export class HashTap {
     return this.bytes;
   }
 
+  /**
+   * Runs `work`, the consumer's move of the body; if it fails, stops the tap first, since
+   * the body will not be used (an in-memory one would otherwise go on being hashed).
+   */
+  async stopOnFailure<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      this.stop();
+      throw error;
+    }
+  }
+
   /** Drops what is not hashed yet and hashes nothing more: the body will not be used. */
   stop(): void {
     this.stopped = true;
