@@ -24,7 +24,7 @@
  * Exports:
  *   CTX_SIZE                       sizeof(SHA256_CTX) (112)
  *   init(ctx: Uint8Array): void    SHA256_Init into ctx
- *   update(ctx, data): void        SHA256_Update(ctx, data)
+ *   update(ctx, data): void        SHA256_Update(ctx, data), prefetching (hash_bytes)
  *   digest(ctx): string            'sha256:<hex>' of a finalized copy; ctx unchanged
  *   createTap(): External          a fresh SHA-256 tap (byte-tap.h)
  *   tapUpdate(tap, data): void     feeds data at the next turn, on this thread
@@ -56,6 +56,33 @@ int SHA256_Final(unsigned char *md, SHA256_CTX *c);
 #define SHA256_DIGEST_LENGTH 32
 #define PREFIX "sha256:"
 #define PREFIX_LEN (sizeof(PREFIX) - 1)
+
+/*
+ * SHA256_Update in PREFETCH_STEP pieces, asking for each next piece's cache lines while
+ * the current one is hashed. SHA-NI keeps pace with the cache but not with memory it
+ * waits on line by line: on this project's 2-core VM, a 256 MiB buffer hashed at
+ * 1.17 GB/s in one call and at 1.68 GB/s this way (16 KiB steps: 1.60; 64 KiB: 1.54).
+ * A prefetch never faults, and the lines it asks for are all inside `data`.
+ */
+#define PREFETCH_STEP 4096
+#define CACHE_LINE 64
+
+static void prefetch_lines(const unsigned char *from, size_t length) {
+  for (size_t at = 0; at < length; at += CACHE_LINE) __builtin_prefetch(from + at, 0, 3);
+}
+
+static int hash_bytes(SHA256_CTX *ctx, const void *data, size_t length) {
+  const unsigned char *bytes = data;
+  if (length <= PREFETCH_STEP) return SHA256_Update(ctx, bytes, length);
+  prefetch_lines(bytes, PREFETCH_STEP);
+  for (size_t at = 0; at < length; at += PREFETCH_STEP) {
+    size_t step = length - at < PREFETCH_STEP ? length - at : PREFETCH_STEP;
+    size_t next = at + step;
+    if (next < length) prefetch_lines(bytes + next, length - next < PREFETCH_STEP ? length - next : PREFETCH_STEP);
+    if (SHA256_Update(ctx, bytes + at, step) != 1) return 0;
+  }
+  return 1;
+}
 
 static napi_value throw_error(napi_env env, const char *message) {
   napi_throw_error(env, "ERR_BLOBCORE_SHA256", message);
@@ -145,7 +172,7 @@ static napi_value Update(napi_env env, napi_callback_info info) {
   size_t length = 0;
   if (!get_bytes(env, argv[1], &data, &length)) return NULL;
   if (length == 0) return NULL; /* a detached or empty buffer may have a NULL pointer */
-  if (SHA256_Update(ctx, data, length) != 1) return throw_error(env, "SHA256_Update failed");
+  if (hash_bytes(ctx, data, length) != 1) return throw_error(env, "SHA256_Update failed");
   return NULL;
 }
 
@@ -182,7 +209,7 @@ typedef struct sha256_tap {
 } sha256_tap_t;
 
 static void sha256_tap_update(blobcore_tap_t *tap, const void *data, size_t length) {
-  SHA256_Update(&((sha256_tap_t *)tap)->ctx, data, length);
+  hash_bytes(&((sha256_tap_t *)tap)->ctx, data, length);
 }
 
 /* Runs once the External is collected; read jobs hold a reference while they run. */

@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createDigestTap } from '../src/hash/digest-tap.js';
 import {
   createResumableSha256,
   hashImplementation,
@@ -274,6 +275,30 @@ describe('native and wasm states are interchangeable', () => {
     nativeFromWasm.update(data.subarray(offset));
     expect(wasmFromNative.digest(), SEEDED).toBe(full);
     expect(nativeFromWasm.digest(), SEEDED).toBe(full);
+  });
+});
+
+describe('native update in prefetched steps (hash_bytes in native/sha256.c)', () => {
+  // The addon hashes in 4 KiB steps, asking for the next step's lines first: every
+  // length around a step boundary, from unaligned starts, must hash as one call would.
+  const STEP = 4096;
+  const lengths = [STEP - 1, STEP, STEP + 1, 2 * STEP - 1, 2 * STEP + 1, 3 * STEP, 3 * STEP + 71, 1_000_003];
+  const backing = randomBytes(1_000_003 + 64);
+
+  it.each(lengths)('%i bytes at offsets 0, 1 and 13, whole and in odd pieces', async (length) => {
+    for (const offset of [0, 1, 13]) {
+      const bytes = backing.subarray(offset, offset + length);
+      const whole = await direct.native();
+      expect(whole.update(bytes).digest(), `offset ${offset}`).toBe(sha256(bytes));
+      const pieces = await direct.native();
+      for (let at = 0; at < length; at += 5003)
+        pieces.update(bytes.subarray(at, Math.min(at + 5003, length)));
+      expect(pieces.digest(), `offset ${offset}, 5003-byte pieces`).toBe(sha256(bytes));
+      const tap = createDigestTap('sha256');
+      expect(tap.native, 'the digest tap is the native one').toBeDefined();
+      tap.update(bytes);
+      expect(tap.digest(), `offset ${offset}, tap`).toBe(sha256(bytes));
+    }
   });
 });
 

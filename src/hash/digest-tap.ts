@@ -1,7 +1,7 @@
 /**
  * A digest computed while a driver reads (a ReadTap, src/driver.ts). The store's verified
  * get hands one to drivers with `capabilities.readTap` instead of hashing the stream in a
- * transform of its own.
+ * transform of its own; puts feed one through a HashTap, as the fastest SHA-256 at hand.
  *
  * For sha256 with the native addon the tap is native (native/byte-tap.h): the fs and pvc
  * drivers pass it to their reads, whose thread-pool worker hashes each chunk right after
