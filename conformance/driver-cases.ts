@@ -595,6 +595,49 @@ export function driverCases(selection: CaseSelection): DriverCase[] {
     },
   );
 
+  add(
+    'barrier: a write with notBefore publishes nothing until it fulfils; a rejected one fails the write with its reason and leaves the key as it was',
+    async ({ driver }) => {
+      const v1 = await driver.write('barrier/k', Buffer.from('v1'));
+      // Conditional where the driver enforces it: the record swaps that use barriers are.
+      const condition = (etag: string) => (caps.conditionalWrite ? { ifMatch: etag } : {});
+      const gate = deferred();
+      let returned = false;
+      const writing = driver.write('barrier/k', Buffer.from('v2'), {
+        ...condition(v1.etag),
+        notBefore: gate.promise,
+      });
+      writing.then(
+        () => {
+          returned = true;
+        },
+        () => {
+          returned = true;
+        },
+      );
+      await sleep(50);
+      assert.equal(returned, false, 'the write returned before its barrier passed');
+      assertBytes(await readKey(driver, 'barrier/k'), Buffer.from('v1'), 'object while the barrier holds');
+      gate.resolve();
+      const v2 = await writing;
+      assertBytes(await readKey(driver, 'barrier/k'), Buffer.from('v2'), 'object once the barrier passed');
+      assert.equal((await driver.stat('barrier/k'))?.etag, v2.etag, 'etag of the write behind the barrier');
+
+      const refused = new BlobcoreError('UNAVAILABLE', 'the bytes this write depends on were lost');
+      const failing = sleep(20).then(() => Promise.reject(refused));
+      failing.catch(() => {}); // the driver may look at it only after it rejects
+      const error = await rejects(
+        driver.write('barrier/k', Buffer.from('v3'), { ...condition(v2.etag), notBefore: failing }),
+        'a write behind a rejected barrier',
+      );
+      assert.equal(error, refused, 'the write fails with the barrier’s own error');
+      assertBytes(await readKey(driver, 'barrier/k'), Buffer.from('v2'), 'object after a rejected barrier');
+      // Nothing left held: the next write of the key goes through at once.
+      await within(driver.write('barrier/k', Buffer.from('v4'), condition(v2.etag)), 5_000, 'the next write');
+      assertBytes(await readKey(driver, 'barrier/k'), Buffer.from('v4'), 'object after the next write');
+    },
+  );
+
   const racers = 16;
   const raceBody = (i: number) => new Pattern(`race-${i}`).stream(0, 256 * KiB, 32 * KiB, 1);
   const raceHash = (i: number) => new Pattern(`race-${i}`).sha256(0, 256 * KiB);

@@ -216,6 +216,14 @@ export function guardDriver(inner: Driver): Driver {
         if (options.ifNoneMatch !== undefined && options.ifNoneMatch !== '*') {
           throw blobError('PRECONDITION_FAILED', 'ifNoneMatch only accepts "*"');
         }
+        const { notBefore, ...rest } = options;
+        if (notBefore !== undefined && inner.capabilities.writeBarrier !== true) {
+          // The driver cannot stage behind the barrier: the write starts once it is passed.
+          return notBefore.then(() => {
+            throwIfAborted(options.signal);
+            return inner.write(key, guardedBody(body, options.size, options.signal), rest);
+          });
+        }
         return inner.write(key, guardedBody(body, options.size, options.signal), options);
       }),
 

@@ -79,6 +79,14 @@ export interface WriteOptions extends SignalOptions {
   ifNoneMatch?: '*' | undefined;
   /** Replace only this version: PRECONDITION_FAILED if the current etag differs or the key is missing. */
   ifMatch?: string | undefined;
+  /**
+   * Publish nothing before this settles: the write may stage its body meanwhile, then
+   * makes it visible once the promise fulfils, or fails with its reason (nothing
+   * published, the key as it was) if it rejects. A record that names other bytes is
+   * written this way while those bytes become durable. Drivers without
+   * `capabilities.writeBarrier` get it from the guard, which waits before calling them.
+   */
+  notBefore?: Promise<unknown> | undefined;
 }
 
 export interface WriteResult {
@@ -141,20 +149,25 @@ export interface DriverCapabilities {
   exclusiveParts?: boolean;
   /** `read` feeds `options.tap` (see ReadTap). Absent means false: the store hashes the stream itself. */
   readTap?: boolean;
+  /** `write` honours `options.notBefore` itself, staging the body while it waits. Absent means false. */
+  writeBarrier?: boolean;
 }
 
 /**
  * Hooks run inside a part upload, on drivers with `capabilities.exclusiveParts`, while
  * the driver holds the part's range: `before` once the hold is taken and before any
- * byte is written (a throw fails the call with nothing written); `after` once the part
- * is staged and durable per the driver's durability, before the hold is released (a
- * throw fails the call; the part stays staged under a ref nobody was given). The upload
- * store uses them to check and swap its state record under the hold, so claiming the
- * upload needs no record write of its own.
+ * byte is written (a throw fails the call with nothing written); `after` once every
+ * byte is written, with `durable`, which fulfils once the part is durable per the
+ * driver's durability and rejects if it cannot be. The hold is released only after
+ * both have settled. A throw from `after` fails the call; the part stays staged under a
+ * ref nobody was given. The upload store uses them to check and swap its state record
+ * under the hold, so claiming the upload needs no record write of its own; the swap is
+ * written with `notBefore: durable`, so it syncs while the part does and never names
+ * bytes a crash could lose.
  */
 export interface PartHold {
   before(): Promise<void>;
-  after(ref: PartRef): Promise<void>;
+  after(ref: PartRef, durable: Promise<void>): Promise<void>;
 }
 
 export interface PartOptions extends SignalOptions {

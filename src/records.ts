@@ -8,7 +8,7 @@
  * and after mean the bytes belong to that version.
  */
 import { collectBody } from './bytes.js';
-import type { Driver, SignalOptions } from './driver.js';
+import type { Driver, SignalOptions, WriteOptions } from './driver.js';
 import { blobError, isBlobcoreError } from './errors.js';
 
 export interface VersionedRecord<T> {
@@ -48,19 +48,24 @@ export async function readRecord<T>(
 
 /**
  * Writes `value` if the record is still at `etag` (or, with etag null, does not exist).
- * Returns the new etag, or null when another writer got there first.
+ * Returns the new etag, or null when another writer got there first. With `notBefore`
+ * the new record is published only once that fulfils (see WriteOptions).
  */
 export async function swapRecord(
   driver: Driver,
   key: string,
   value: unknown,
   etag: string | null,
-  options: SignalOptions = {},
+  options: SignalOptions & Pick<WriteOptions, 'notBefore'> = {},
 ): Promise<string | null> {
   const body = Buffer.from(JSON.stringify(value));
   try {
     const condition = etag === null ? { ifNoneMatch: '*' as const } : { ifMatch: etag };
-    const result = await driver.write(key, body, { ...condition, signal: options.signal });
+    const result = await driver.write(key, body, {
+      ...condition,
+      signal: options.signal,
+      notBefore: options.notBefore,
+    });
     return result.etag;
   } catch (error) {
     if (isBlobcoreError(error, 'PRECONDITION_FAILED')) return null;

@@ -24,7 +24,9 @@
  *      driver holds the part's byte range against every other part write and completion,
  *      in any process, and runs the store's hooks under that hold — before any byte is
  *      written, the record's etag is checked (a stale copy stops with RANGE_INVALID and
- *      the current offset); once the part is durable, the new record is swapped in. So
+ *      the current offset); once every byte is written, the new record's swap is
+ *      staged while the part syncs and published only once it is durable (the driver
+ *      hands `after` that promise; the swap is written with `notBefore` on it). So
  *      an append costs one state write, and no part can be staged over another between
  *      its write and the swap that names it. A writer found holding the range is
  *      reported as busy (RANGE_INVALID with `busy`); a crashed holder's hold is broken
@@ -288,9 +290,16 @@ export class Upload {
   }
 
   /** Swaps in `next`; on a lost race re-reads and reports the upload's real offset. */
-  private async swap(next: UploadRecord, signal: AbortSignal | undefined): Promise<void> {
+  private async swap(
+    next: UploadRecord,
+    signal: AbortSignal | undefined,
+    notBefore?: Promise<void>,
+  ): Promise<void> {
     next.updated = now();
-    const etag = await swapRecord(this.driver, uploadStateKey(this.id), next, this.etag, { signal });
+    const etag = await swapRecord(this.driver, uploadStateKey(this.id), next, this.etag, {
+      signal,
+      notBefore,
+    });
     if (etag === null) {
       this.hasher = null;
       await this.refresh({ signal });
@@ -559,10 +568,11 @@ export class Upload {
       tail: [],
       claim: last || held ? null : { owner: this.owner, expires: Date.now() + this.options.uploadLeaseMs },
     });
-    const finish = async (ref: PartRef) => {
-      tap.finish();
+    // `durable` (held parts): the swap is staged while the part syncs and published after.
+    const finish = async (ref: PartRef, durable?: Promise<void>) => {
+      await tap.finished();
       await check?.();
-      await this.swap(this.withHash(progress(ref), hasher), signal);
+      await this.swap(this.withHash(progress(ref), hasher), signal, durable);
     };
     // Held: the driver holds the part's range, in every process, from `before` to the end
     // of `after`, so the record is checked and swapped under it: a writer whose copy of the

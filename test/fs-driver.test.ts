@@ -19,6 +19,7 @@ import {
   utimesSync,
   writeFileSync,
 } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -650,6 +651,61 @@ describe('fs driver: part writes under a hold', () => {
     const second = await driver.uploadPart(handle, 2, 1000, body, 2000);
     await driver.completeMultipart(handle, [first, second]);
     expect((await collectBody(await driver.read('parts/broken'))).subarray(1000).equals(body)).toBe(true);
+  });
+
+  it('hands hold.after the part while it syncs; a part whose sync fails publishes nothing written behind it and leaves no receipt', async () => {
+    const root = freshRoot(scratch);
+    const driver = createFsDriver({ root }); // durability 'full'
+    const handle = await driver.createMultipart('parts/behind');
+    const staging = join(root, 'v1', 'staging', String(handle.uploadId));
+    await driver.write('record', Buffer.from('r0'));
+    let pendingWhenCalled: boolean | undefined;
+    const first = await driver.uploadPart(handle, 1, 0, randomBytes(1000), 1000, {
+      hold: {
+        before: async () => {},
+        after: async (ref, durable) => {
+          let settled = false;
+          const mark = () => {
+            settled = true;
+          };
+          durable.then(mark, mark);
+          await Promise.resolve();
+          pendingWhenCalled = !settled;
+          await driver.write('record', Buffer.from(`r1 ${ref.etag}`), { notBefore: durable });
+        },
+      },
+    });
+    expect(pendingWhenCalled).toBe(true);
+    expect(await readText(driver, 'record')).toBe(`r1 ${first.etag}`);
+
+    const probe = await open(join(staging, 'data'), 'r');
+    const handles = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
+    await probe.close();
+    const datasync = handles.datasync;
+    handles.datasync = async () => {
+      throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+    };
+    try {
+      const error = await rejectsCode(
+        driver.uploadPart(handle, 2, 1000, randomBytes(1000), 1000, {
+          hold: {
+            before: async () => {},
+            after: async (_ref, durable) => {
+              await driver.write('record', Buffer.from('r2'), { notBefore: durable });
+            },
+          },
+        }),
+        'UNAVAILABLE',
+      );
+      expect(error.detail).toMatchObject({ errno: 'EIO' });
+    } finally {
+      handles.datasync = datasync;
+    }
+    expect(await readText(driver, 'record')).toBe(`r1 ${first.etag}`);
+    expect(readdirSync(staging).filter((name) => /^[cr]\./.test(name))).toEqual([`r.1.0.1000.${first.etag}`]);
+    expect(entries(join(root, 'v1/tmp'))).toEqual([]);
+    expect(entries(join(root, 'v1/locks'))).toEqual([]);
+    expect(openUnder(staging)).toEqual([]);
   });
 
   it('a part refused because another writer holds its range leaves no descriptor of the data file open', async () => {

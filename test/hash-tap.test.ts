@@ -112,6 +112,24 @@ describe('HashTap', () => {
     expect(tap.finish()).toBe(at);
   });
 
+  it('finished() lets the background steps end the hash, turning the event loop meanwhile', async () => {
+    const body = randomBytes(16 * HASH_STEP);
+    const hash = createHash('sha256');
+    const tap = new HashTap([hash]);
+    tap.wrap(body);
+    let turns = 0;
+    const count = () => {
+      turns++;
+      if (tap.bytes < body.length) setImmediate(count);
+    };
+    setImmediate(count);
+    expect(await tap.finished()).toBe(body.length);
+    expect(turns).toBeGreaterThan(8); // one long call would have let none through
+    expect(hash.digest('hex')).toBe(sha256(body));
+    const idle = new HashTap([createHash('sha256')]);
+    expect(await idle.finished()).toBe(0); // nothing pending: at once
+  });
+
   it('stopOnFailure() stops the tap when the consumer fails, and passes a success through', async () => {
     const body = randomBytes(16 * HASH_STEP);
     const failing = new HashTap([createHash('sha256')]);

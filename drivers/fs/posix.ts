@@ -36,7 +36,9 @@
  *     across processes, and link-based create-only needs no lock at all.
  *   then fsync the parent directory when durability is `full`. A small conditional write
  *   that publishes under the lock (a record swap) takes it while its temp file is written,
- *   and checks while the file syncs: fewer calls one after the other.
+ *   and checks while the file syncs: fewer calls one after the other. A write behind a
+ *   barrier (`notBefore`, capabilities.writeBarrier) writes its temp file (and takes that
+ *   lock) at once, then syncs and publishes once the barrier is passed.
  * Etag: `"<ino>-<mtime ns>-<size>"` (base 36). Objects are never modified in place, so a
  * new version is a new inode; because ext4 reuses freed inode numbers at once, the mtime
  * of every published file is stamped explicitly at sub-microsecond resolution (see
@@ -48,10 +50,11 @@
  * then runs the caller's `hold.before` (capabilities.exclusiveParts), removes receipts its
  * range overlaps, writes (with a background fdatasync every PART_SYNC_BYTES, so writeback
  * overlaps the rest of the body) while it creates its receipt and (full) fsyncs the folder,
- * fdatasyncs the data, runs `hold.after` and only then drops its claim. (fdatasync
- * suffices: the bytes and the size must survive, the mtime need not; completion fsyncs.
- * A receipt made before its bytes are durable is safe: completion trusts only receipts
- * carrying the etag of a part the caller recorded, and the caller records it only after.)
+ * runs `hold.after(ref, durable)` once every byte is written, while it fdatasyncs the
+ * rest, and drops its claim only after both. (fdatasync suffices: the bytes and the size
+ * must survive, the mtime need not; completion fsyncs. A receipt made before its bytes
+ * are durable is safe: completion trusts only receipts carrying the etag of a part the
+ * caller recorded, and the caller records it only once `durable` fulfils.)
  * Completion takes the seal claim (same rule), checks the
  * receipts of the given parts (same etag, contiguous from 0), truncates, fsyncs, records
  * complete.json and renames `data` onto the key: O(1) in the object size. A retried
@@ -427,6 +430,7 @@ export class PosixDriver implements Driver {
       usage: true,
       exclusiveParts: true,
       readTap: true,
+      writeBarrier: true,
     };
   }
 
@@ -1042,15 +1046,18 @@ export class PosixDriver implements Driver {
         this.earlySyncBytes(),
       );
       const size = await writeBody(sink, body, options.signal);
-      const handle = temp.handle as FileHandle;
-      temp.handle = undefined;
-      const finishing = this.finishFile(handle, temp.path);
       const checking = locking?.then((release) => {
         locked = release;
         return this.checkPrecondition(finalPath, key, options);
       });
       checking?.catch(() => {}); // observed below, unless finishing fails first
-      const stat = await finishing;
+      // Behind a barrier, the file is synced once it is passed: on ext4 (data=ordered) a
+      // sync commits the blocks of every file in the journal's transaction, so one issued
+      // while the bytes the barrier waits for are still syncing would wait for them too.
+      await options.notBefore;
+      const handle = temp.handle as FileHandle;
+      temp.handle = undefined;
+      const stat = await this.finishFile(handle, temp.path);
       await checking;
       throwIfAborted(options.signal);
       const moved = await this.publish(temp.path, finalPath, key, options, locked);
@@ -1207,10 +1214,18 @@ export class PosixDriver implements Driver {
         this.createStagingFile(`${dir}/meta.json`, meta),
       ]);
       if (this.durability === 'full') await settleAll([this.syncDir(dir), this.syncDir(this.stagingDir)]);
+      this.rememberStaging(dir, key); // its first part need not read meta.json back
       return { key, uploadId };
     } catch (error) {
       throw this.fail(error, `create multipart upload for ${key}`);
     }
+  }
+
+  /** Notes that staging folder `dir` belongs to `key` (see openStaging). */
+  private rememberStaging(dir: string, key: string): void {
+    if (this.stagingKeys.size >= STAGING_KEYS_KEPT)
+      this.stagingKeys.delete(this.stagingKeys.keys().next().value as string);
+    this.stagingKeys.set(dir, key);
   }
 
   /** A new file of an upload's staging folder, with `text`, synced per durability. */
@@ -1244,9 +1259,7 @@ export class PosixDriver implements Driver {
       throw error;
     }
     if (meta.key !== handle.key) throw missing();
-    if (this.stagingKeys.size >= STAGING_KEYS_KEPT)
-      this.stagingKeys.delete(this.stagingKeys.keys().next().value as string);
-    this.stagingKeys.set(dir, handle.key);
+    this.rememberStaging(dir, handle.key);
     return dir;
   }
 
@@ -1351,7 +1364,9 @@ export class PosixDriver implements Driver {
         const before = Number(sized.value.size);
         const etag = randomBytes(8).toString('hex');
         const receiptPath = `${dir}/r.${partNumber}.${offset}.${size}.${etag}`;
+        const ref = { partNumber, size, etag };
         let receipting: Promise<void> | undefined;
+        let after: Promise<void> | undefined;
         try {
           // Receipts this write makes untrue go first, so a crash mid-write leaves none.
           // (Listed after our claim: any receipt made since is for a range we do not overlap.)
@@ -1367,16 +1382,23 @@ export class PosixDriver implements Driver {
           // receipts with the etag of a recorded part, and this etag is new.
           receipting = this.createReceipt(receiptPath, dir);
           receipting.catch(() => {}); // observed below
-          try {
-            const sink = new FileSink(data, offset, undefined, this.earlySyncBytes(PART_SYNC_BYTES));
-            await writeBody(sink, body, options.signal);
-          } catch (error) {
+          const sink = new FileSink(data, offset, undefined, this.earlySyncBytes(PART_SYNC_BYTES));
+          const shrinkAfter = async (error: unknown): Promise<never> => {
             await this.shrinkAfterFailure(data, dir, claim, before, offset);
             throw error;
-          }
-          // The part's bytes (fdatasync: the size, not the mtime) are durable, and so is
-          // its receipt's name, before the ref is handed out.
-          await settleAll([receipting, this.durability !== 'none' ? this.dataSync(data) : undefined]);
+          };
+          await writeBody(sink, body, options.signal, 'written').catch(shrinkAfter);
+          // Every byte is written. They (fdatasync: the size, not the mtime) and the
+          // receipt's name become durable while the caller stages its record swap, which
+          // publishes nothing before they are (PartHold.after); the ref is handed out after.
+          const synced = sink
+            .finish()
+            .then(() => (this.durability !== 'none' ? this.dataSync(data) : undefined))
+            .catch(shrinkAfter);
+          const durable = settleAll([receipting, synced]);
+          after = options.hold?.after(ref, durable);
+          after?.catch(() => {}); // observed below
+          await durable;
         } catch (error) {
           // A part that failed leaves no receipt (nor, after a failed write, its bytes).
           if (receipting) {
@@ -1384,13 +1406,13 @@ export class PosixDriver implements Driver {
             await this.sys.unlinkIfExists(receiptPath).catch(() => {});
           }
           await data.close().catch(() => {});
+          await after?.catch(() => {}); // its swap waited on what failed: it published nothing
           throw error;
         }
-        // The data file's close runs alongside the caller's record swap.
+        // The data file's close runs alongside the rest of the caller's record swap.
         const closing = data.close().catch(() => {});
-        const ref = { partNumber, size, etag };
         try {
-          await options.hold?.after(ref);
+          await after;
         } finally {
           await closing;
         }

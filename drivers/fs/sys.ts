@@ -398,12 +398,18 @@ export class FileSink {
     this.syncing = sync;
   }
 
-  /** Writes what is left and waits for every write and background sync. */
-  async finish(): Promise<number> {
+  /** Writes what is left and waits for the writes, not for background syncs still running. */
+  async drain(): Promise<number> {
     await this.flush();
     const last = this.inflight;
     this.inflight = undefined;
     if (last) await last;
+    return this.written;
+  }
+
+  /** Writes what is left and waits for every write and background sync. */
+  async finish(): Promise<number> {
+    await this.drain();
     // A sync that ends may start another: wait until none runs.
     while (this.syncing) await this.syncing;
     if (this.syncError) throw this.syncError.error;
@@ -429,6 +435,7 @@ export async function writeBody(
   sink: FileSink,
   body: Uint8Array | AsyncIterable<Uint8Array>,
   signal: AbortSignal | undefined,
+  until: 'synced' | 'written' = 'synced',
 ): Promise<number> {
   try {
     throwIfAborted(signal);
@@ -439,7 +446,8 @@ export async function writeBody(
       }
     } else await pump(sink, body, signal);
     throwIfAborted(signal);
-    return await sink.finish();
+    // 'written': the caller ends with `sink.finish()` (or `settle()`), when it needs the syncs.
+    return await (until === 'written' ? sink.drain() : sink.finish());
   } catch (error) {
     await sink.settle();
     throw error;

@@ -15,8 +15,9 @@
  *   10.4 ms). An in-memory body is hashed
  *   whole; the consumer must take all of it, or the caller must `stop()` the tap.
  *
- * `finish()` hashes what is left and returns the bytes hashed; chunks are hashed exactly
- * once, in order. Consumers must not modify or detach a chunk they were handed (drivers
+ * `finish()` hashes what is left and returns the bytes hashed; `finished()` does the same
+ * but lets the background steps get there, so the event loop keeps serving I/O (a part's
+ * last syncs) meanwhile. Chunks are hashed exactly once, in order. Consumers must not modify or detach a chunk they were handed (drivers
  * never do), and producers must not reuse one they yielded.
  */
 import { Transform, type TransformCallback } from 'node:stream';
@@ -52,10 +53,17 @@ export class HashTap {
   private pendingBytes = 0;
   private scheduled = false;
   private stopped = false;
+  /** Waiters of `finished()`, woken after each background step. */
+  private idle: (() => void)[] = [];
   private readonly step = () => {
     this.scheduled = false;
     this.hashUpTo(HASH_STEP);
     this.schedule();
+    if (this.idle.length > 0 && (this.pendingBytes === 0 || !this.scheduled)) {
+      const waiters = this.idle;
+      this.idle = [];
+      for (const wake of waiters) wake();
+    }
   };
 
   constructor(private readonly sinks: readonly ByteSink[]) {}
@@ -81,6 +89,16 @@ export class HashTap {
   finish(): number {
     this.hashUpTo(this.pendingBytes);
     return this.bytes;
+  }
+
+  /**
+   * Like `finish`, but lets the background steps finish the hashing instead of one long
+   * call, so the event loop keeps turning (I/O completions, the next sync) meanwhile.
+   */
+  async finished(): Promise<number> {
+    while (this.pendingBytes > 0 && this.scheduled)
+      await new Promise<void>((resolve) => this.idle.push(resolve));
+    return this.finish();
   }
 
   /**
