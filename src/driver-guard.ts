@@ -23,7 +23,7 @@ import type {
   WriteResult,
 } from './driver.js';
 import { DEFAULT_LIST_LIMIT } from './driver.js';
-import { abortedError, BlobcoreError, blobError, throwIfAborted } from './errors.js';
+import { abortable, abortedError, BlobcoreError, blobError, throwIfAborted } from './errors.js';
 import { validateKey, validatePrefix } from './keys.js';
 
 const GUARDED = Symbol.for('blobcore.guardedDriver');
@@ -110,25 +110,20 @@ function nextOrAbort<T>(
   signal: AbortSignal | undefined,
 ): Promise<IteratorResult<T>> {
   throwIfAborted(signal);
-  const next = iterator.next();
-  if (!signal) return next;
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      next.catch(() => {});
-      reject(abortedError(signal));
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-    next.then(
-      (result) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(result);
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
+  return abortable(iterator.next(), signal);
+}
+
+/** Lets go of a body that will not be written: a stream is destroyed, an iterator ended. */
+async function dropBody(body: Body): Promise<void> {
+  if (body instanceof Uint8Array) return;
+  const stream = body as { destroy?: unknown };
+  if (typeof stream.destroy === 'function') {
+    (stream as { destroy(): void }).destroy();
+    return;
+  }
+  await body[Symbol.asyncIterator]()
+    .return?.()
+    ?.catch(() => undefined);
 }
 
 function guardedBody(body: Body, size: number | undefined, signal: AbortSignal | undefined): Body {
@@ -216,15 +211,18 @@ export function guardDriver(inner: Driver): Driver {
         if (options.ifNoneMatch !== undefined && options.ifNoneMatch !== '*') {
           throw blobError('PRECONDITION_FAILED', 'ifNoneMatch only accepts "*"');
         }
+        const guarded = guardedBody(body, options.size, options.signal);
         const { notBefore, ...rest } = options;
-        if (notBefore !== undefined && inner.capabilities.writeBarrier !== true) {
-          // The driver cannot stage behind the barrier: the write starts once it is passed.
-          return notBefore.then(() => {
-            throwIfAborted(options.signal);
-            return inner.write(key, guardedBody(body, options.size, options.signal), rest);
-          });
-        }
-        return inner.write(key, guardedBody(body, options.size, options.signal), options);
+        if (notBefore === undefined || inner.capabilities.writeBarrier === true)
+          return inner.write(key, guarded, options);
+        // The driver cannot stage behind the barrier: the write starts once it is passed.
+        return abortable(notBefore, options.signal).then(
+          () => inner.write(key, guarded, rest),
+          async (error: unknown) => {
+            await dropBody(body);
+            throw error;
+          },
+        );
       }),
 
     delete: (key, options?: SignalOptions) =>

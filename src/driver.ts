@@ -156,18 +156,19 @@ export interface DriverCapabilities {
 /**
  * Hooks run inside a part upload, on drivers with `capabilities.exclusiveParts`, while
  * the driver holds the part's range: `before` once the hold is taken and before any
- * byte is written (a throw fails the call with nothing written); `after` once every
- * byte is written, with `durable`, which fulfils once the part is durable per the
- * driver's durability and rejects if it cannot be. The hold is released only after
- * both have settled. A throw from `after` fails the call; the part stays staged under a
- * ref nobody was given. The upload store uses them to check and swap its state record
- * under the hold, so claiming the upload needs no record write of its own; the swap is
- * written with `notBefore: durable`, so it syncs while the part does and never names
+ * byte is written (a throw fails the call with nothing written); `written` once every
+ * byte is written, while the part still syncs, with `durable`, which fulfils once the
+ * part is durable per the driver's durability and rejects if it cannot be. Anything
+ * `written` makes that names the part must wait for `durable` (a write's `notBefore`).
+ * The hold is released only after both have settled. A throw from `written` fails the
+ * call; the part stays staged under a ref nobody was given. The upload store uses them
+ * to check and swap its state record under the hold, so claiming the upload needs no
+ * record write of its own; the swap is staged while the part syncs and never names
  * bytes a crash could lose.
  */
 export interface PartHold {
   before(): Promise<void>;
-  after(ref: PartRef, durable: Promise<void>): Promise<void>;
+  written(ref: PartRef, durable: Promise<void>): Promise<void>;
 }
 
 export interface PartOptions extends SignalOptions {

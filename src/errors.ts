@@ -87,6 +87,32 @@ export function abortedError(signal?: AbortSignal): BlobcoreError {
   return new BlobcoreError('ABORTED', 'operation aborted', { cause: signal?.reason });
 }
 
+/**
+ * `work`'s outcome, or ABORTED as soon as the signal fires while it is pending (`work`
+ * then settles unobserved).
+ */
+export function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      work.catch(() => {});
+      reject(abortedError(signal));
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (result) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(result);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
 /** Like `signal.throwIfAborted()`, but throws the typed ABORTED error. */
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw abortedError(signal);

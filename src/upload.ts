@@ -551,7 +551,7 @@ export class Upload {
     let pulled = false;
     // Wrapped now, not when the driver first pulls: an in-memory piece starts hashing
     // while the driver claims its range. A failed part write stops the tap (below); once
-    // the part is staged, `finish` hashes what is left before anything else.
+    // every byte is written, `finish` waits for the hash before it stages the swap.
     const newBytes = tap.wrap(piece.bytes);
     async function* partBody(): AsyncGenerator<Uint8Array> {
       pulled = true;
@@ -587,7 +587,7 @@ export class Upload {
             await this.refresh({ signal });
             throw rangeInvalid(this.record, 'another writer changed the upload');
           },
-          after: finish,
+          written: finish,
         }
       : undefined;
     const body = partBody();

@@ -612,12 +612,12 @@ describe('fs driver: part writes under a hold', () => {
     const staging = join(root, 'v1', 'staging', String(handle.uploadId));
     const refused = blobError('RANGE_INVALID', 'the record moved on'); // as the store's check throws
     for (const hold of [
-      { before: async () => Promise.reject(refused), after: async () => {} },
+      { before: async () => Promise.reject(refused), written: async () => {} },
       {
         before: () => {
           throw refused; // a synchronous throw, not a rejected promise
         },
-        after: async () => {},
+        written: async () => {},
       },
     ]) {
       const failed = await driver
@@ -631,6 +631,36 @@ describe('fs driver: part writes under a hold', () => {
     expect(openUnder(staging)).toEqual([]);
     expect(readdirSync(staging).filter((name) => /^[cr]\./.test(name))).toEqual([]);
     expect(statSync(join(staging, 'data')).size).toBe(0);
+  });
+
+  it('a `written` hook that throws fails the part, after its syncs, with no descriptor or claim left', async () => {
+    const root = freshRoot(scratch);
+    const driver = createFsDriver({ root });
+    const handle = await driver.createMultipart('parts/hooked');
+    const staging = join(root, 'v1', 'staging', String(handle.uploadId));
+    const refused = blobError('RANGE_INVALID', 'another writer changed the upload');
+    for (const written of [
+      async () => Promise.reject(refused),
+      () => {
+        throw refused; // a synchronous throw, not a rejected promise
+      },
+    ]) {
+      const failed = await driver
+        .uploadPart(handle, 1, 0, randomBytes(4096), 4096, {
+          hold: { before: async () => {}, written: written as never },
+        })
+        .then(
+          () => undefined,
+          (error: unknown) => error,
+        );
+      expect(failed).toBe(refused);
+      expect(openUnder(staging)).toEqual([]);
+      expect(readdirSync(staging).filter((name) => name.startsWith('c.'))).toEqual([]);
+    }
+    // The part stays staged under a ref nobody was given; the range can be written again.
+    const ref = await driver.uploadPart(handle, 1, 0, Buffer.from('again'), 5);
+    await driver.completeMultipart(handle, [ref]);
+    expect(await readText(driver, 'parts/hooked')).toBe('again');
   });
 
   it('a part whose body fails leaves no receipt, claim or descriptor, and the file as it was; the part can be written again', async () => {
@@ -653,7 +683,7 @@ describe('fs driver: part writes under a hold', () => {
     expect((await collectBody(await driver.read('parts/broken'))).subarray(1000).equals(body)).toBe(true);
   });
 
-  it('hands hold.after the part while it syncs; a part whose sync fails publishes nothing written behind it and leaves no receipt', async () => {
+  it('hands hold.written the part while it syncs; a part whose sync fails publishes nothing written behind it, leaves no receipt and gives its bytes back', async () => {
     const root = freshRoot(scratch);
     const driver = createFsDriver({ root }); // durability 'full'
     const handle = await driver.createMultipart('parts/behind');
@@ -663,7 +693,7 @@ describe('fs driver: part writes under a hold', () => {
     const first = await driver.uploadPart(handle, 1, 0, randomBytes(1000), 1000, {
       hold: {
         before: async () => {},
-        after: async (ref, durable) => {
+        written: async (ref, durable) => {
           let settled = false;
           const mark = () => {
             settled = true;
@@ -690,7 +720,7 @@ describe('fs driver: part writes under a hold', () => {
         driver.uploadPart(handle, 2, 1000, randomBytes(1000), 1000, {
           hold: {
             before: async () => {},
-            after: async (_ref, durable) => {
+            written: async (_ref, durable) => {
               await driver.write('record', Buffer.from('r2'), { notBefore: durable });
             },
           },
@@ -702,6 +732,7 @@ describe('fs driver: part writes under a hold', () => {
       handles.datasync = datasync;
     }
     expect(await readText(driver, 'record')).toBe(`r1 ${first.etag}`);
+    expect(statSync(join(staging, 'data')).size).toBe(1000); // the failed part's bytes given back
     expect(readdirSync(staging).filter((name) => /^[cr]\./.test(name))).toEqual([`r.1.0.1000.${first.etag}`]);
     expect(entries(join(root, 'v1/tmp'))).toEqual([]);
     expect(entries(join(root, 'v1/locks'))).toEqual([]);

@@ -130,6 +130,28 @@ describe('HashTap', () => {
     expect(await idle.finished()).toBe(0); // nothing pending: at once
   });
 
+  it('finished() ends when the tap is stopped, and reports a sink that throws instead of crashing', async () => {
+    const body = randomBytes(16 * HASH_STEP);
+    const stopped = new HashTap([createHash('sha256')]);
+    stopped.wrap(body);
+    const waiting = stopped.finished();
+    await nextTurn();
+    stopped.stop();
+    expect(await waiting).toBeLessThan(body.length);
+
+    let calls = 0;
+    const broken = new HashTap([
+      {
+        update: () => {
+          if (++calls === 3) throw new Error('sink broke');
+        },
+      },
+    ]);
+    broken.wrap(body);
+    await expect(broken.finished()).rejects.toThrow('sink broke');
+    expect(() => broken.finish()).toThrow('sink broke');
+  });
+
   it('stopOnFailure() stops the tap when the consumer fails, and passes a success through', async () => {
     const body = randomBytes(16 * HASH_STEP);
     const failing = new HashTap([createHash('sha256')]);

@@ -281,6 +281,12 @@ describe('native and wasm states are interchangeable', () => {
 describe('native update in prefetched steps (hash_bytes in native/sha256.c)', () => {
   // The addon hashes in 4 KiB steps, asking for the next step's lines first: every
   // length around a step boundary, from unaligned starts, must hash as one call would.
+  beforeEach(() => {
+    vi.stubEnv('BLOBCORE_HASH', 'native'); // the digest tap below is the native one
+  });
+  afterEach(() => {
+    vi.unstubAllEnvs();
+  });
   const STEP = 4096;
   const lengths = [STEP - 1, STEP, STEP + 1, 2 * STEP - 1, 2 * STEP + 1, 3 * STEP, 3 * STEP + 71, 1_000_003];
   const backing = randomBytes(1_000_003 + 64);

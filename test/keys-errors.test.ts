@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createMemoryDriver } from '../drivers/memory/index.js';
 import { BlobcoreError, blobError, ErrorCodes, isBlobcoreError } from '../src/errors.js';
@@ -61,6 +62,37 @@ describe('key guard', () => {
     for (const prefix of ['', 'a', 'a/', 'a/b', 'd/f', 'a/.']) expect(validatePrefix(prefix)).toBe(prefix);
     for (const prefix of ['/', '/a', 'a//', '../a', 'a\\'])
       expect(() => validatePrefix(prefix)).toThrow(BlobcoreError);
+  });
+});
+
+describe('write barrier (notBefore) in the guard, for drivers without writeBarrier', () => {
+  const never = new Promise<void>(() => {});
+
+  it('a body of the wrong size fails at once, not after the barrier', async () => {
+    const driver = createMemoryDriver();
+    expect(await codeOf(driver.write('k', Buffer.from('abc'), { size: 4, notBefore: never }))).toBe(
+      'SIZE_INVALID',
+    );
+  });
+
+  it('an abort while waiting gives ABORTED at once and writes nothing', async () => {
+    const driver = createMemoryDriver();
+    const controller = new AbortController();
+    const writing = codeOf(
+      driver.write('k', Buffer.from('abc'), { notBefore: never, signal: controller.signal }),
+    );
+    controller.abort();
+    expect(await writing).toBe('ABORTED');
+    expect(await driver.stat('k')).toBeNull();
+  });
+
+  it('a streamed body behind a rejected barrier is let go (its stream destroyed)', async () => {
+    const driver = createMemoryDriver();
+    const body = Readable.from([Buffer.from('abc')]);
+    const refused = blobError('UNAVAILABLE', 'what the write depended on was lost');
+    await expect(driver.write('k', body, { notBefore: Promise.reject(refused) })).rejects.toBe(refused);
+    expect(body.destroyed).toBe(true);
+    expect(await driver.stat('k')).toBeNull();
   });
 });
 

@@ -503,7 +503,7 @@ describe('uploads on a driver that holds part ranges (fs)', () => {
   it('a hold is UNSUPPORTED on a driver without exclusiveParts', async () => {
     const store = await openStore('memory:');
     const handle = await store.driver.createMultipart('data/aa/bb/x');
-    const hold = { before: async () => {}, after: async () => {} };
+    const hold = { before: async () => {}, written: async () => {} };
     expect(await codeOf(store.driver.uploadPart(handle, 1, 0, Buffer.from('x'), 1, { hold }))).toBe(
       'UNSUPPORTED',
     );

@@ -19,7 +19,8 @@
  * owner) whose mtime is older than the lease, is broken by renaming it to a private name,
  * checking the renamed inode is the one judged stale, and unlinking it. Holders keep a
  * lock for a stat and a rename; a small conditional write also while its temp file is
- * written and synced (see PosixDriver.write). A held lock's mtime is refreshed every
+ * written and synced, and, behind a barrier (an upload's state swap), while the part it
+ * names syncs (see PosixDriver.write). A held lock's mtime is refreshed every
  * lease/4, as temp files and claims are, so a holder stalled in a slow call on a network
  * filesystem is never taken for abandoned.
  */

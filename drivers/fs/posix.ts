@@ -50,7 +50,7 @@
  * then runs the caller's `hold.before` (capabilities.exclusiveParts), removes receipts its
  * range overlaps, writes (with a background fdatasync every PART_SYNC_BYTES, so writeback
  * overlaps the rest of the body) while it creates its receipt and (full) fsyncs the folder,
- * runs `hold.after(ref, durable)` once every byte is written, while it fdatasyncs the
+ * runs `hold.written(ref, durable)` once every byte is written, while it fdatasyncs the
  * rest, and drops its claim only after both. (fdatasync suffices: the bytes and the size
  * must survive, the mtime need not; completion fsyncs. A receipt made before its bytes
  * are durable is safe: completion trusts only receipts carrying the etag of a part the
@@ -101,7 +101,7 @@ import type {
   WriteResult,
 } from '../../src/driver.js';
 import { DEFAULT_LIST_LIMIT } from '../../src/driver.js';
-import { BlobcoreError, blobError, throwIfAborted } from '../../src/errors.js';
+import { abortable, BlobcoreError, blobError, throwIfAborted } from '../../src/errors.js';
 import { MAX_SEGMENT_BYTES, validateKey } from '../../src/keys.js';
 import { type DetectedMount, detectMount } from './mountinfo.js';
 import {
@@ -1022,6 +1022,7 @@ export class PosixDriver implements Driver {
     let tempPresent = false;
     let locking: Promise<() => Promise<void>> | undefined;
     let locked: (() => Promise<void>) | undefined;
+    let refused: { reason: unknown } | undefined; // the barrier's rejection, passed on as it is
     try {
       await this.ready();
       const finalPath = this.objectPath(key);
@@ -1054,7 +1055,12 @@ export class PosixDriver implements Driver {
       // Behind a barrier, the file is synced once it is passed: on ext4 (data=ordered) a
       // sync commits the blocks of every file in the journal's transaction, so one issued
       // while the bytes the barrier waits for are still syncing would wait for them too.
-      await options.notBefore;
+      if (options.notBefore) {
+        await abortable(options.notBefore, options.signal).catch((reason: unknown) => {
+          refused = { reason };
+          throw reason;
+        });
+      }
       const handle = temp.handle as FileHandle;
       temp.handle = undefined;
       const stat = await this.finishFile(handle, temp.path);
@@ -1064,7 +1070,7 @@ export class PosixDriver implements Driver {
       if (moved) tempPresent = false;
       return { etag: etagOf(stat), size };
     } catch (error) {
-      throw this.fail(error, `write ${key}`);
+      throw refused?.reason === error ? error : this.fail(error, `write ${key}`);
     } finally {
       // A lock taken is released before this returns; one still awaited (the write failed
       // first) is released whenever it comes, rather than holding up the error.
@@ -1366,7 +1372,8 @@ export class PosixDriver implements Driver {
         const receiptPath = `${dir}/r.${partNumber}.${offset}.${size}.${etag}`;
         const ref = { partNumber, size, etag };
         let receipting: Promise<void> | undefined;
-        let after: Promise<void> | undefined;
+        let durable: Promise<void> | undefined;
+        let hooked: Promise<void> | undefined;
         try {
           // Receipts this write makes untrue go first, so a crash mid-write leaves none.
           // (Listed after our claim: any receipt made since is for a range we do not overlap.)
@@ -1390,29 +1397,31 @@ export class PosixDriver implements Driver {
           await writeBody(sink, body, options.signal, 'written').catch(shrinkAfter);
           // Every byte is written. They (fdatasync: the size, not the mtime) and the
           // receipt's name become durable while the caller stages its record swap, which
-          // publishes nothing before they are (PartHold.after); the ref is handed out after.
+          // publishes nothing before they are (PartHold.written); the ref is handed out after.
           const synced = sink
             .finish()
             .then(() => (this.durability !== 'none' ? this.dataSync(data) : undefined))
             .catch(shrinkAfter);
-          const durable = settleAll([receipting, synced]);
-          after = options.hold?.after(ref, durable);
-          after?.catch(() => {}); // observed below
+          durable = settleAll([receipting, synced]);
+          const settled = durable;
+          hooked = Promise.resolve().then(() => options.hold?.written(ref, settled));
+          hooked.catch(() => {}); // observed below
           await durable;
         } catch (error) {
           // A part that failed leaves no receipt (nor, after a failed write, its bytes).
+          await durable?.catch(() => {}); // its syncs and shrink are done with the file
           if (receipting) {
             await receipting.catch(() => {});
             await this.sys.unlinkIfExists(receiptPath).catch(() => {});
           }
           await data.close().catch(() => {});
-          await after?.catch(() => {}); // its swap waited on what failed: it published nothing
+          await hooked?.catch(() => {}); // its swap waited on what failed: it published nothing
           throw error;
         }
         // The data file's close runs alongside the rest of the caller's record swap.
         const closing = data.close().catch(() => {});
         try {
-          await after;
+          await hooked;
         } finally {
           await closing;
         }

@@ -53,12 +53,19 @@ export class HashTap {
   private pendingBytes = 0;
   private scheduled = false;
   private stopped = false;
-  /** Waiters of `finished()`, woken after each background step. */
+  /** Waiters of `finished()`, woken once the background steps stop. */
   private idle: (() => void)[] = [];
+  /** A sink's throw in a background step: reported by `finish()`, not by the process. */
+  private failure: { error: unknown } | undefined;
   private readonly step = () => {
     this.scheduled = false;
-    this.hashUpTo(HASH_STEP);
-    this.schedule();
+    try {
+      this.hashUpTo(HASH_STEP);
+      this.schedule();
+    } catch (error) {
+      this.failure ??= { error };
+      this.stop();
+    }
     if (this.idle.length > 0 && (this.pendingBytes === 0 || !this.scheduled)) {
       const waiters = this.idle;
       this.idle = [];
@@ -87,6 +94,7 @@ export class HashTap {
 
   /** Hashes everything handed out so far; returns the bytes hashed in all. */
   finish(): number {
+    if (this.failure) throw this.failure.error;
     this.hashUpTo(this.pendingBytes);
     return this.bytes;
   }
