@@ -24,6 +24,7 @@ export async function readRecord<T>(
   options: SignalOptions = {},
 ): Promise<VersionedRecord<T> | null> {
   const signal = { signal: options.signal };
+  let cutShort: unknown;
   for (let attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
     const before = await driver.stat(key, signal);
     if (!before) return null;
@@ -32,8 +33,15 @@ export async function readRecord<T>(
       bytes = await collectBody(await driver.read(key, signal));
     } catch (error) {
       if (isBlobcoreError(error, 'NOT_FOUND')) return null;
+      // A read cut short by the network (a connection reset mid-body: HTTP clients retry
+      // requests, not bodies) is a small record read again.
+      if (isBlobcoreError(error, 'UNAVAILABLE') && error.retryable === true) {
+        cutShort = error;
+        continue;
+      }
       throw error;
     }
+    cutShort = undefined;
     const after = await driver.stat(key, signal);
     if (!after) return null;
     if (after.etag !== before.etag) continue;
@@ -43,6 +51,7 @@ export async function readRecord<T>(
       throw blobError('BLOB_UPLOAD_INVALID', `record ${key} is not valid JSON`, { cause });
     }
   }
+  if (cutShort) throw cutShort;
   throw blobError('UNAVAILABLE', `record ${key} kept changing while being read`);
 }
 

@@ -3,6 +3,8 @@ import { describe, expect, it } from 'vitest';
 import { createMemoryDriver } from '../drivers/memory/index.js';
 import { collectBody } from '../src/bytes.js';
 import type { Driver } from '../src/driver.js';
+import { blobError } from '../src/errors.js';
+import { readRecord } from '../src/records.js';
 import { openStore } from '../src/store.js';
 import { codeOf, MiB, sha256, streamOf } from './helpers.js';
 
@@ -134,6 +136,34 @@ describe('store put/get', () => {
     expect(await store.delete(digest)).toBe(true);
     expect(await store.stat(digest)).toBeNull();
     expect(await storedKeys(store.driver)).toEqual([]);
+  });
+
+  it('reads a record again when its read is cut short by the network, and not when it is refused', async () => {
+    const inner = createMemoryDriver();
+    await inner.write('uploads/u/state', Buffer.from('{"offset":7}'));
+    let failures = 0;
+    const reset = blobError('UNAVAILABLE', 'GetObject (body): ECONNRESET'); // retryable
+    const denied = blobError('UNAVAILABLE', 'access denied', { retryable: false });
+    let next = reset;
+    const driver: Driver = {
+      ...inner,
+      read: async (key, options) => {
+        if (failures > 0) {
+          failures--;
+          throw next;
+        }
+        return inner.read(key, options);
+      },
+    };
+    failures = 2;
+    const record = await readRecord<{ offset: number }>(driver, 'uploads/u/state');
+    expect(record?.value).toEqual({ offset: 7 });
+    expect(failures).toBe(0);
+    failures = 100;
+    expect(await readRecord(driver, 'uploads/u/state').catch((error: unknown) => error)).toBe(reset);
+    failures = 1;
+    next = denied;
+    expect(await readRecord(driver, 'uploads/u/state').catch((error: unknown) => error)).toBe(denied);
   });
 
   it('refuses a backend written by another store format', async () => {
