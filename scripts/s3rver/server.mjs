@@ -16,7 +16,7 @@
  * What the emulator lacks is left missing, on purpose — that is the weaker server this
  * lane exists for: no conditional writes, no AbortMultipartUpload, ListParts or
  * ListMultipartUploads (the driver runs with `conditionalWrites: false` and
- * `multipartAbort: false`). Four defects of its *storage* that no S3 server has, and
+ * `multipartAbort: false`). Five defects of its *storage* that no S3 server has, and
  * that would make the driver contract's cases test the emulator instead of the
  * driver, are patched here, each small and named:
  *
@@ -34,9 +34,14 @@
  *      (even CreateBucket), hence `allowMismatchedSignatures`; but then it accepts any
  *      signature, and signed URLs prove nothing. Patched: presigned (query-string)
  *      requests, whose signature covers only the host, are verified strictly.
+ *   5. a GET of one version — s3rver reads an object's length from its metadata file,
+ *      then opens the object file by path; a GET racing an overwrite (which renames the
+ *      new file in, then writes its metadata) could send the new file cut to the old
+ *      length. Patched: the opened file's size must be the metadata's length, or both
+ *      are read again.
  */
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, promises as fs, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { createWriteStream, promises as fs, fstatSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -89,6 +94,20 @@ FilesystemStore.prototype.putContent = async (filePath, content) => {
     throw error;
   }
   return [size, md5.digest('hex')];
+};
+
+// 5. a GET of one version: the opened file must have the length the metadata gives.
+const getObject = FilesystemStore.prototype.getObject;
+FilesystemStore.prototype.getObject = async function (bucket, key, options) {
+  for (let attempt = 1; ; attempt++) {
+    const object = await getObject.call(this, bucket, key, options);
+    const stream = object?.content;
+    if (!stream || typeof stream.fd !== 'number') return object;
+    const { size } = fstatSync(stream.fd);
+    if (size === object.size || attempt >= 50) return object;
+    stream.destroy(); // an overwrite is between its rename and its metadata: read both again
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
 };
 
 function* walkFiles(dir) {
