@@ -26,7 +26,7 @@
  *      written, the record's etag is checked (a stale copy stops with RANGE_INVALID and
  *      the current offset); once every byte is written, the new record's swap is
  *      staged while the part syncs and published only once it is durable (the driver
- *      hands `after` that promise; the swap is written with `notBefore` on it). So
+ *      hands `written` that promise; the swap is written with `notBefore` on it). So
  *      an append costs one state write, and no part can be staged over another between
  *      its write and the swap that names it. A writer found holding the range is
  *      reported as busy (RANGE_INVALID with `busy`); a crashed holder's hold is broken

@@ -23,6 +23,7 @@ import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deferred } from '../conformance/helpers.js';
 import {
   createFsDriver,
   createFsDriverFromUrl,
@@ -744,26 +745,20 @@ describe('fs driver: part writes under a hold', () => {
     const driver = createFsDriver({ root });
     const handle = await driver.createMultipart('parts/busy');
     const dataFile = join(root, 'v1', 'staging', String(handle.uploadId), 'data');
-    let go: () => void = () => {};
-    const gate = new Promise<void>((resolve) => {
-      go = resolve;
-    });
-    let pulled: () => void = () => {};
-    const writing = new Promise<void>((resolve) => {
-      pulled = resolve;
-    });
+    const gate = deferred();
+    const pulled = deferred();
     const slow = (async function* () {
-      pulled(); // the first writer holds its claim and the data file now
-      await gate;
+      pulled.resolve(); // the first writer holds its claim and the data file now
+      await gate.promise;
       yield randomBytes(1000);
     })();
     const first = driver.uploadPart(handle, 1, 0, slow, 1000);
-    await writing;
+    await pulled.promise;
     const dataOpen = () => openPaths().filter((path) => path === dataFile).length;
     expect(dataOpen()).toBe(1);
     await rejectsCode(driver.uploadPart(handle, 1, 0, randomBytes(1000), 1000), 'PRECONDITION_FAILED');
     expect(dataOpen()).toBe(1); // the second writer opened it alongside its claim, and closed it
-    go();
+    gate.resolve();
     expect((await first).size).toBe(1000);
     expect(dataOpen()).toBe(0);
   });

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { deferred } from '../conformance/helpers.js';
 import { createFsDriver } from '../drivers/fs/index.js';
 import { createMemoryDriver, MemoryBackend } from '../drivers/memory/index.js';
 import { collectBody } from '../src/bytes.js';
@@ -36,21 +37,15 @@ async function readBlob(store: Awaited<ReturnType<typeof openStore>>, digest: st
 function stalledPartDriver() {
   const backend = new MemoryBackend();
   const plain = createMemoryDriver({ backend });
-  let release: () => void = () => {};
-  const gate = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  let begin: () => void = () => {};
-  const started = new Promise<void>((resolve) => {
-    begin = resolve;
-  });
+  const gate = deferred();
+  const started = deferred();
   const slow = Object.create(plain) as typeof plain;
   slow.uploadPart = async (...args) => {
-    begin();
-    await gate;
+    started.resolve();
+    await gate.promise;
     return plain.uploadPart(...args);
   };
-  return { backend, slow, started, release };
+  return { backend, slow, started: started.promise, release: gate.resolve };
 }
 
 describe('uploads', () => {

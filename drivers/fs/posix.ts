@@ -1402,9 +1402,9 @@ export class PosixDriver implements Driver {
             .finish()
             .then(() => (this.durability !== 'none' ? this.dataSync(data) : undefined))
             .catch(shrinkAfter);
-          durable = settleAll([receipting, synced]);
-          const settled = durable;
-          hooked = Promise.resolve().then(() => options.hold?.written(ref, settled));
+          const partDurable = settleAll([receipting, synced]);
+          durable = partDurable;
+          hooked = Promise.resolve().then(() => options.hold?.written(ref, partDurable));
           hooked.catch(() => {}); // observed below
           await durable;
         } catch (error) {

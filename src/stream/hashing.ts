@@ -17,8 +17,9 @@
  *
  * `finish()` hashes what is left and returns the bytes hashed; `finished()` does the same
  * but lets the background steps get there, so the event loop keeps serving I/O (a part's
- * last syncs) meanwhile. Chunks are hashed exactly once, in order. Consumers must not modify or detach a chunk they were handed (drivers
- * never do), and producers must not reuse one they yielded.
+ * last syncs) meanwhile. Chunks are hashed exactly once, in order. Consumers must not
+ * modify or detach a chunk they were handed (drivers never do), and producers must not
+ * reuse one they yielded.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { blobError } from '../errors.js';
